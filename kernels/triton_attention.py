@@ -177,7 +177,7 @@ def _launch(
         HAS_MASK=mask is not None,
         # CPU tensors can only be running in the interpreter, which mis-computes bf16 (environment.md).
         UPCAST=q.dtype == torch.bfloat16 and not q.is_cuda,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",  # ignored for 16-bit operands
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else None,  # None: the backend default
         num_warps=blocks.num_warps, num_stages=blocks.num_stages,
     )
 
