@@ -16,7 +16,7 @@ Contract (the parts a caller can rely on):
 - Dtypes: fp16, bf16, fp32. Softmax statistics and the accumulator are fp32; P is cast to the value dtype
   for the second matmul as in FlashAttention-2. fp32 dots use ``input_precision="ieee"`` (no TF32).
 - CPU tensors run only under ``TRITON_INTERPRET=1`` (tests); the interpreter computes bf16 wrongly
-  (environment.md, "Triton on CPU"), so bf16 is upcast to fp32 right after loading when the tensors are on CPU.
+  (environment.md, "Triton on CPU"), so bf16 is upcast to fp32 right after loading for CPU tensors.
 - Output: a new (B, H, L, D) tensor laid out as (B, L, H, D) in memory, so the caller's
   ``out.transpose(1, 2).reshape(B, L, H * D)`` is free; or the ``out=`` tensor, every element written.
 """
@@ -29,13 +29,14 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["flash_attention", "AttentionBlocks", "default_blocks", "MAX_HEAD_DIM"]
+__all__ = ["flash_attention", "attention_reference", "AttentionBlocks", "default_blocks", "MAX_HEAD_DIM"]
 
 MAX_HEAD_DIM = 128
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _LOG2E = 1.4426950408889634  # exp(x) = exp2(x * log2(e)): exp2 is the native instruction (FA-2, Sec. 3.1)
 
 
+# fmt: off
 @triton.jit
 def _attn_fwd_kernel(
     # pointers
@@ -96,10 +97,12 @@ def _attn_fwd_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
         m_i = m_new
 
-    # l_i == 0 only when the batch element has no real key: define the output as zeros (not 0/0 = NaN).
-    out = tl.where(l_i[:, None] > 0.0, acc / l_i[:, None], 0.0)
+    # l_i == 0 only when the batch element has no real key (then acc == 0 too): define the output as zeros,
+    # not 0/0. Test "== 0", not "> 0", so a NaN from the inputs still reaches the output.
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     o_ptrs = Out + off_b * stride_ob + off_h * stride_oh + offs_m[:, None] * stride_ol + offs_d[None, :]
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,19 @@ class AttentionBlocks:
                 raise ValueError(f"{name}={size} must be a power of two >= 16")
 
 
-def default_blocks(batch_heads: int, seq_len: int, block_d: int, *, on_gpu: bool) -> AttentionBlocks:
+def default_blocks(batch_heads: int, seq_len: int, *, on_gpu: bool) -> AttentionBlocks:
     """Explicit tile choice (no autotune: it needs a GPU driver and would break the interpreter path).
 
     GPU: 64 x 64 tiles (FA-2 tutorial sizes for D <= 128); 32-row query tiles when 64-row tiles would leave
-    most of an H100's 132 SMs idle (the small preset at batch 1 has only 2 heads). Interpreter: one large tile
-    per program is fastest (every block op is a numpy call).
+    most of an H100's 132 SMs idle (the small preset at batch 1 has only 2 heads); 4 warps (one Hopper
+    warpgroup per 64-row tile). Interpreter: one large tile per program is fastest (each block op is a numpy
+    call).
     """
     if not on_gpu:
         size = min(64, max(16, triton.next_power_of_2(seq_len)))
         return AttentionBlocks(size, size)
     block_m = 64 if batch_heads * triton.cdiv(seq_len, 64) >= 132 else 32
-    return AttentionBlocks(block_m, 64, num_warps=4 if block_d <= 64 else 8, num_stages=2)
+    return AttentionBlocks(block_m, 64, num_warps=4, num_stages=2)
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> None:
@@ -146,19 +150,27 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
     if mask is not None:
         b, _, seq, _ = q.shape
         if mask.dtype != torch.bool or tuple(mask.shape) != (b, seq):
-            raise ValueError(f"key_padding_mask must be bool (B, L) = {(b, seq)}, got {mask.dtype} {tuple(mask.shape)}")
+            raise ValueError(
+                f"key_padding_mask must be bool (B, L) = {(b, seq)}, got {mask.dtype} {tuple(mask.shape)}"
+            )
         if mask.device != q.device:
             raise ValueError(f"key_padding_mask on {mask.device}, q on {q.device}")
 
 
 def _launch(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    out: torch.Tensor,
     blocks: AttentionBlocks,
 ) -> None:
     """Assert the layout the kernel indexes and launch it. All tensors (B, H, L, D), mask (B, L) or None."""
     b, h, seq, d = q.shape
     for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
-        assert t.stride(-1) == 1, f"{name}: the head dim must be contiguous (stride(-1) == 1), got {t.stride()}"
+        assert t.stride(-1) == 1, (
+            f"{name}: the head dim must be contiguous (stride(-1) == 1), got {t.stride()}"
+        )
     assert out.shape == q.shape and out.dtype == q.dtype, f"out must be {tuple(q.shape)} {q.dtype}"
     assert q.is_cuda or q.device.type == "cpu", f"unsupported device {q.device}"
     if mask is not None:
@@ -168,6 +180,7 @@ def _launch(
         mask_arg, stride_mb = q, 0  # never dereferenced: HAS_MASK is False
     block_d = max(16, triton.next_power_of_2(d))
     grid = (b * h, triton.cdiv(seq, blocks.block_m))
+    # fmt: off
     _attn_fwd_kernel[grid](
         q, k, v, out, mask_arg,
         seq, h, _LOG2E / d**0.5,
@@ -180,6 +193,7 @@ def _launch(
         DOT_PRECISION="ieee" if q.dtype == torch.float32 else None,  # None: the backend default
         num_warps=blocks.num_warps, num_stages=blocks.num_stages,
     )
+    # fmt: on
 
 
 def flash_attention(
@@ -208,6 +222,21 @@ def flash_attention(
     if seq == 0 or b * h == 0:
         return out
     if blocks is None:
-        blocks = default_blocks(b * h, seq, max(16, triton.next_power_of_2(d)), on_gpu=q.is_cuda)
+        blocks = default_blocks(b * h, seq, on_gpu=q.is_cuda)
     _launch(q, k, v, key_padding_mask, out, blocks)
     return out
+
+
+def attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pure-PyTorch statement of the kernel's contract, in q's dtype (pass float64 for a reference).
+
+    q, k, v (B, H, L, D) -> (B, H, L, D). Padded keys get zero weight and their values never count; a batch
+    element with no real key gets zeros. Materialises the (B, H, L, L) scores: for checks and benchmarks only.
+    """
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, H, L, L)
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        v = v.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
+    return torch.softmax(scores, dim=-1).nan_to_num(nan=0.0) @ v

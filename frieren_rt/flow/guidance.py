@@ -1,0 +1,72 @@
+"""Classifier-free guidance as a velocity wrapper (STYLE.md habit 2).
+
+Frieren guides with v = v_u + s (v_c - v_u), s = 4.5, running both branches as ONE doubled batch with the
+unconditional half first; the null condition is zero CAVP features passed through the condition Linear
+(../shared/reference/frieren.md, "Training and sampling"; fixtures/frieren_official/README.md, "CFG").
+The network's signature is ``net(x, t, cond, **net_kwargs)`` (VectorField's); these functions return the
+``v(x, t)`` callables the samplers and losses take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from frieren_rt.flow.samplers import Velocity
+
+__all__ = ["FRIEREN_CFG_SCALE", "combine_guidance", "cfg_velocity", "conditional_velocity"]
+
+FRIEREN_CFG_SCALE = 4.5
+
+Net = Callable[..., torch.Tensor]
+
+
+def combine_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float) -> torch.Tensor:
+    """v_u + s (v_c - v_u) for same-shaped (B, ...) branches. s = 1 is the conditional field, s = 0 the
+    unconditional one."""
+    return v_u + scale * (v_c - v_u)
+
+
+def conditional_velocity(net: Net, cond: torch.Tensor, **net_kwargs: object) -> Velocity:
+    """One network pass per evaluation: v(x, t) = net(x, t, cond, **net_kwargs). cond: (B, ...)."""
+    return lambda x, t: net(x, t, cond, **net_kwargs)
+
+
+def _double(value: object, batch: int) -> object:
+    """Per-sample tensors (>= 2-D with a leading batch dim, e.g. known (B, C, T), mask (B, 1, T),
+    cond_index (B, T)) are repeated for the doubled batch; anything else (cond_index (T,)) is shared."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == batch:
+        return torch.cat([value, value])
+    return value
+
+
+def cfg_velocity(
+    net: Net,
+    cond: torch.Tensor,
+    null_cond: torch.Tensor | None = None,
+    scale: float = FRIEREN_CFG_SCALE,
+    **net_kwargs: object,
+) -> Velocity:
+    """Guided velocity v(x, t) = v_u + s (v_c - v_u), both branches in one call on a (2B, ...) batch.
+
+    cond: (B, ...) condition; null_cond: broadcastable to cond's shape (e.g. (1, F, D)); None takes
+    ``net.null_condition(cond)`` (VectorField: zero raw features). Batch order is [unconditional;
+    conditional] as in the official Wrapper_CFG, so outputs match it bit for bit on the same network.
+    Tensor net_kwargs with a leading batch dim are doubled alongside x (see ``_double``).
+    """
+    if null_cond is None:
+        null_cond = net.null_condition(cond)  # type: ignore[attr-defined]
+    both_cond = torch.cat([null_cond.expand_as(cond), cond])  # (2B, ...)
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        if both_cond.shape[0] != 2 * b:
+            raise ValueError(f"cond batch {both_cond.shape[0] // 2} != x batch {b}")
+        t = torch.as_tensor(t, device=x.device)
+        t = t.expand(b) if t.dim() == 0 else t
+        kwargs = {k: _double(v, b) for k, v in net_kwargs.items()}
+        v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)
+        return combine_guidance(v_u, v_c, scale)
+
+    return velocity

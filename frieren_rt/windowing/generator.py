@@ -1,0 +1,225 @@
+"""The windowed generator shared by the streaming engine and offline ``generate``.
+
+Per hop (see geometry.py for the timeline): build the window ending with the hop, tell the vector field the
+latents already emitted (known, mask 1) so it continues them instead of re-inventing the overlap (crossfading
+two independent generations doubles or smears transients; ../shared/reference/streaming.md), sample with a
+callable sampler, keep only the newest hop's latents, then decode ``context + hop`` latents to audio. The
+decoder's left context is real emitted latents; the last ``crossfade`` samples of each decode lack right
+context, so they are held back as the tail and crossfaded with the next decode of the same span (a seam
+overlap decoded from real context, as in Magenta RT). Each hop emits exactly ``hop_samples``; the emitted
+stream lags the latent timeline by ``crossfade_samples`` (``stream_delay_samples``).
+
+An offline clip is the same loop over hops (:func:`generate_offline`), so streaming and offline audio agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from frieren_rt.model.timing import latent_times
+from frieren_rt.windowing.conditioning import window_conditioning
+from frieren_rt.windowing.crossfade import crossfade
+from frieren_rt.windowing.geometry import StreamGeometry, gather_known, known_mask, window_span
+from frieren_rt.windowing.stages import (
+    LatentDecoder,
+    Sampler,
+    VelocityModel,
+    Vocoder,
+    euler_sampler,
+    stopwatch,
+)
+
+__all__ = ["StreamState", "WindowInputs", "WindowedGenerator", "generate_offline"]
+
+
+@dataclass
+class StreamState:
+    """Mutable per-stream state, owned by whoever runs the generator (one thread at a time).
+
+    history: (C, L) the last emitted latents, the first of which is latent ``history_start`` of the timeline.
+    tail: (crossfade_samples,) the held-back end of the previous decode. rng: this stream's noise.
+    """
+
+    start_time: float
+    history: torch.Tensor
+    tail: torch.Tensor
+    rng: torch.Generator
+    next_hop: int = 0
+    history_start: int = 0
+    emitted_samples: int = field(default=0)
+
+    @property
+    def emitted_latents(self) -> int:
+        return self.history_start + self.history.shape[1]
+
+    def hop_end_time(self, geom: StreamGeometry) -> float:
+        """Capture time the video must reach before the next hop is due."""
+        return self.start_time + (self.next_hop + 1) * geom.hop_latents / geom.latent_rate
+
+
+@dataclass(frozen=True)
+class WindowInputs:
+    """One window's model inputs: noise (C, W), cond (S, D), cond_index (W,), known (C, W), mask (1, W)."""
+
+    noise: torch.Tensor
+    cond: torch.Tensor
+    cond_index: torch.Tensor
+    known: torch.Tensor
+    mask: torch.Tensor
+
+
+class WindowedGenerator:
+    """Windowed generation over any vector field, sampler, decoder and vocoder (all injected)."""
+
+    def __init__(
+        self,
+        *,
+        geometry: StreamGeometry,
+        velocity: VelocityModel,
+        decoder: LatentDecoder,
+        vocoder: Vocoder,
+        latent_channels: int,
+        sampler: Sampler | None = None,
+        device: torch.device | str = "cpu",
+        continuity: bool = True,
+    ) -> None:
+        self.geometry = geometry
+        self.velocity = velocity
+        self.decoder = decoder
+        self.vocoder = vocoder
+        self.latent_channels = latent_channels
+        self.sampler = sampler or euler_sampler(1)
+        self.device = torch.device(device)
+        self.continuity = continuity  # False only for ablations: windows forget what was emitted
+
+    @property
+    def stream_delay_samples(self) -> int:
+        """Emitted sample n is timeline sample n - delay (the held-back crossfade tail)."""
+        return self.geometry.crossfade_samples
+
+    def new_stream(self, *, start_time: float, seed: int = 0) -> StreamState:
+        g = self.geometry
+        return StreamState(
+            start_time=start_time,
+            history=torch.zeros(self.latent_channels, 0),
+            tail=torch.zeros(g.crossfade_samples),
+            rng=torch.Generator().manual_seed(seed),
+        )
+
+    # --- one window ----------------------------------------------------------------------------------------
+    def window_inputs(self, state: StreamState, frame_times: torch.Tensor, features: torch.Tensor) -> WindowInputs:
+        """Inputs of ``state``'s next hop. frame_times (F,) float64 capture times, features (F, D)."""
+        g = self.geometry
+        w = g.window_latents
+        start, _ = window_span(state.next_hop, g)
+        lat_ts = latent_times(w, g.latent_rate, start=state.start_time + start / g.latent_rate)  # (W,)
+        cond, index = window_conditioning(frame_times, features, lat_ts, g.cond_slots)
+        mask = known_mask(start, w, state.emitted_latents)  # (1, W)
+        if not self.continuity:
+            mask = torch.zeros_like(mask)
+        known = gather_known(state.history, state.history_start, start, w)  # (C, W)
+        noise = torch.randn(self.latent_channels, w, generator=state.rng)
+        return WindowInputs(noise=noise, cond=cond, cond_index=index, known=known, mask=mask)
+
+    def sample(self, inputs: Sequence[WindowInputs]) -> torch.Tensor:
+        """One batched sampling pass over several windows -> the newest hop of each, (B, C, hop) on CPU."""
+        dev = self.device
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([getattr(i, name) for i in inputs]).to(dev)
+
+        x0, cond, index, known, mask = (stack(n) for n in ("noise", "cond", "cond_index", "known", "mask"))
+
+        def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.velocity(x, t, cond, cond_index=index, known=known, mask=mask)
+
+        with torch.inference_mode():
+            x1 = self.sampler(v, x0)  # (B, C, W)
+        return x1[:, :, -self.geometry.hop_latents :].float().cpu()
+
+    def commit(self, state: StreamState, hop: torch.Tensor) -> None:
+        """Append a generated hop (C, hop) to the stream's history (a new tensor; ``hop`` is not kept)."""
+        g = self.geometry
+        history = torch.cat([state.history, hop.detach().cpu().float()], dim=1)
+        drop = max(0, history.shape[1] - g.history_latents)
+        state.history = history[:, drop:].clone()
+        state.history_start += drop
+        state.next_hop += 1
+
+    # --- audio ---------------------------------------------------------------------------------------------
+    def decode(self, states: Sequence[StreamState], times: dict[str, float] | None = None) -> torch.Tensor:
+        """Batched decode of each stream's last ``context + hop`` latents -> (B, (context + hop) * spl)."""
+        g = self.geometry
+        n = g.context_latents + g.hop_latents
+        z = torch.stack([gather_known(s.history, s.history_start, s.emitted_latents - n, n) for s in states])
+        times = {} if times is None else times
+        with torch.inference_mode():
+            with stopwatch(times, "vae_decode", self.device):
+                mel = self.decoder(z.to(self.device))  # (B, M, n * mels_per_latent)
+            with stopwatch(times, "vocoder", self.device):
+                wave = self.vocoder(mel)
+        wave = wave.reshape(wave.shape[0], -1).float().cpu()  # (B, n * spl)
+        if wave.shape[1] != n * g.samples_per_latent:
+            raise ValueError(f"decoder+vocoder gave {wave.shape[1]} samples for {n} latents, "
+                             f"expected {n * g.samples_per_latent}")
+        return wave
+
+    def stitch(self, states: Sequence[StreamState], wave: torch.Tensor) -> list[torch.Tensor]:
+        """Crossfade each decode's seam with the held tail; emit ``hop_samples`` each and hold the new tail."""
+        g = self.geometry
+        x, ctx = g.crossfade_samples, g.context_latents * g.samples_per_latent
+        tails = torch.stack([s.tail for s in states])  # (B, X)
+        seam = crossfade(tails, wave[:, ctx - x : ctx], g.crossfade_law)  # (B, X)
+        out = torch.cat([seam, wave[:, ctx : wave.shape[1] - x]], dim=1)  # (B, hop_samples)
+        for s, new_tail in zip(states, wave[:, wave.shape[1] - x :], strict=True):
+            s.tail = new_tail.clone()
+            s.emitted_samples += out.shape[1]
+        return list(out.unbind(0))
+
+    def step(
+        self, states: Sequence[StreamState], conditions: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """One hop for each stream, batched: conditions[i] = (frame_times (F,), features (F, D)).
+
+        Returns each stream's new ``hop_samples`` audio (model rate) and stage seconds
+        (``vector_field``, ``vae_decode``, ``vocoder``).
+        """
+        times: dict[str, float] = {}
+        inputs = [self.window_inputs(s, ft, f) for s, (ft, f) in zip(states, conditions, strict=True)]
+        with stopwatch(times, "vector_field", self.device):
+            hops = self.sample(inputs)
+        for s, hop in zip(states, hops, strict=True):
+            self.commit(s, hop)
+        audio = self.stitch(states, self.decode(states, times))
+        return audio, times
+
+    def flush(self, state: StreamState) -> torch.Tensor:
+        """The held tail, for the end of a finite clip: (crossfade_samples,)."""
+        tail, state.tail = state.tail, torch.zeros_like(state.tail)
+        return tail
+
+
+def generate_offline(
+    generator: WindowedGenerator,
+    frame_times: torch.Tensor,
+    features: torch.Tensor,
+    duration_s: float,
+    *,
+    seed: int = 0,
+) -> torch.Tensor:
+    """A whole clip through the streaming loop: (F,) capture times + (F, D) features -> (N,) audio at the model
+    rate, sample 0 at ``frame_times[0]``, N = round(duration_s * rate). Same seams and timing as streaming."""
+    g = generator.geometry
+    state = generator.new_stream(start_time=float(frame_times[0]), seed=seed)
+    n = round(duration_s * g.model_sample_rate)
+    chunks = []
+    for _ in range(math.ceil(n / g.hop_samples)):
+        audio, _ = generator.step([state], [(frame_times, features)])
+        chunks.append(audio[0])
+    chunks.append(generator.flush(state))
+    delay = generator.stream_delay_samples
+    return torch.cat(chunks)[delay : delay + n]

@@ -1,0 +1,118 @@
+"""The windowed generator: continuity, one onset per event, seamless decode, timing tied to video."""
+
+import numpy as np
+import pytest
+import torch
+
+from frieren_rt.windowing import StreamGeometry, euler_sampler, generate_offline
+from tests.windowing.standins import (
+    SR,
+    BatchSpy,
+    JitteryEventModel,
+    envelope_onsets,
+    make_generator,
+    tiny_vector_field,
+)
+
+C = 8
+FPS = 30.0
+
+
+def _event_clip(event_time: float, duration: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """30 fps features (F, C): channel 0 event intensity (one frame), channels 1.. background 0.02."""
+    times = torch.arange(int(duration * FPS), dtype=torch.float64) / FPS + 10.0  # capture clock starts at 10 s
+    feats = torch.full((len(times), C), 0.02)
+    feats[:, 0] = 0.0
+    feats[int(round((event_time - 10.0) * FPS)), 0] = 1.0
+    return times, feats
+
+
+def _offline_with_latents(gen, times, feats, duration):  # noqa: ANN001, ANN202
+    """generate_offline, plus every emitted latent and their one-shot decode (the seam-free reference)."""
+    hops: list[torch.Tensor] = []
+    commit = gen.commit
+    gen.commit = lambda state, hop: (hops.append(hop.clone()), commit(state, hop))[1]
+    audio = generate_offline(gen, times, feats, duration).numpy()
+    with torch.no_grad():
+        ref = gen.vocoder(gen.decoder(torch.cat(hops, dim=1)[None]))[0].numpy()
+    return audio, ref[: len(audio)]
+
+
+def _seam_event_time(g: StreamGeometry, hop: int) -> float:
+    """Capture time of a frame on screen for the last latent before hop ``hop``'s first latent (a seam)."""
+    t = 10.0 + (hop * g.hop_latents - 0.5) / g.latent_rate
+    return float(np.floor(t * FPS) / FPS)
+
+
+@pytest.mark.parametrize("continuity", [True, False])
+def test_an_event_just_before_a_seam_gives_one_onset_only_with_continuity(continuity: bool) -> None:
+    g = StreamGeometry()
+    hop = 7  # the event falls in hop 6 (call 6: placed on time); hop 7 (call 7) would place it 3 latents late
+    event_time = _seam_event_time(g, hop)
+    times, feats = _event_clip(event_time)
+    gen = make_generator(JitteryEventModel(C, jitter=3), continuity=continuity)
+    audio, ref = _offline_with_latents(gen, times, feats, 2.0)
+    onsets = envelope_onsets(audio, threshold=0.05)
+    if not continuity:
+        assert len(onsets) == 2, "negative control: without known latents the jittery model doubles the event"
+        return
+    assert len(onsets) == 1
+    # Tied to video time: the burst starts within a latent (+ vocoder spread) of the frame's capture time.
+    assert abs(onsets[0] / SR - (event_time - 10.0)) < 0.035
+    # No click at the seam: the event straddles it, yet sample-to-sample jumps there are those of a one-shot
+    # decode of the same latents (which has no seam at all), and the waveform stays close to it.
+    near = slice(hop * g.hop_samples - 1000, hop * g.hop_samples + 500)
+    assert np.abs(np.diff(audio[near])).max() <= 1.05 * np.abs(np.diff(ref[near])).max()
+    assert np.abs(audio[near] - ref[near]).max() < 0.1 * np.abs(ref[near]).max()
+
+
+def test_streamed_audio_equals_one_shot_decode_away_from_seams_and_stays_close_on_them() -> None:
+    g = StreamGeometry()
+    gen = make_generator(tiny_vector_field(raw_dim=C))
+    times = torch.arange(90, dtype=torch.float64) / FPS
+    feats = torch.randn(90, C, generator=torch.Generator().manual_seed(3))
+    n_hops = 12
+    audio, ref = _offline_with_latents(gen, times, feats, n_hops * g.hop_duration_s)
+    n = len(audio)
+    peak = np.abs(ref).max()
+    seam_mask = np.zeros(n, dtype=bool)
+    for k in range(1, n_hops):  # the crossfaded span of each seam, plus the tail's missing right context
+        seam_mask[max(0, k * g.hop_samples - g.crossfade_samples) : k * g.hop_samples] = True
+    seam_mask[: g.crossfade_samples] = True  # the fade-in at the start
+    diff = np.abs(audio - ref[:n])
+    assert diff[~seam_mask].max() < 1e-4 * peak
+    assert diff[seam_mask].max() < 0.1 * peak
+    assert np.abs(np.diff(audio)).max() < 1.2 * np.abs(np.diff(ref)).max()
+
+
+def test_windows_are_told_exactly_the_latents_already_emitted() -> None:
+    g = StreamGeometry()
+    spy = BatchSpy(tiny_vector_field(raw_dim=C))
+    gen = make_generator(spy)
+    state = gen.new_stream(start_time=0.0, seed=0)
+    times, feats = torch.arange(60, dtype=torch.float64) / FPS, torch.randn(60, C)
+    emitted = []
+    for _ in range(10):
+        inputs = gen.window_inputs(state, times, feats)
+        hop = gen.sample([inputs])[0]
+        gen.commit(state, hop)
+        emitted.append(hop)
+    timeline = torch.cat(emitted, dim=1)  # (C, 90)
+    for k, call in enumerate(spy.calls):
+        end = (k + 1) * g.hop_latents
+        start = end - g.window_latents
+        mask = call["mask"][0, 0]
+        known_idx = torch.arange(start, end)[mask.bool()]
+        assert known_idx.tolist() == list(range(max(0, start), k * g.hop_latents))
+        assert torch.allclose(call["known"][0][:, mask.bool()], timeline[:, known_idx])
+        assert mask[-g.hop_latents :].sum() == 0  # the newest hop is always written fresh
+
+
+def test_n_step_sampler_and_one_step_agree_on_a_straight_flow() -> None:
+    times, feats = _event_clip(11.0)
+    one = generate_offline(make_generator(JitteryEventModel(C, jitter=0)), times, feats, 1.0)
+    four = generate_offline(
+        make_generator(JitteryEventModel(C, jitter=0), sampler=euler_sampler(4)), times, feats, 1.0
+    )
+    assert torch.allclose(one, four, atol=1e-5)
+    assert one.shape == (SR,)
