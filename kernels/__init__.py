@@ -4,6 +4,6 @@ Every attention call of the project goes through :func:`attention`; it runs PyTo
 Triton kernel on CUDA once one is registered (issue 5), so model code never changes for a backend.
 """
 
-from frieren_rt.kernels.dispatch import attention, attention_backend
+from frieren_rt.kernels.dispatch import attention, attention_backend, gated_gelu
 
-__all__ = ["attention", "attention_backend"]
+__all__ = ["attention", "attention_backend", "gated_gelu"]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 Backend = Literal["auto", "sdpa", "triton"]
 
-__all__ = ["attention", "attention_backend", "sdpa_attention"]
+__all__ = ["attention", "attention_backend", "gated_gelu", "sdpa_attention"]
 
 
 def sdpa_attention(
@@ -41,14 +41,39 @@ def _triton_attention() -> Callable[..., torch.Tensor] | None:
     return flash_attention
 
 
+@functools.cache
+def _triton_geglu() -> Callable[..., torch.Tensor] | None:
+    try:
+        from frieren_rt.kernels.triton_geglu import geglu  # noqa: PLC0415
+    except Exception:
+        return None
+    return geglu
+
+
+def gated_gelu(x: torch.Tensor) -> torch.Tensor:
+    """value * GELU(gate) (exact erf GELU) for the conv feed-forward. x (B, 2 * inner, L) -> (B, inner, L).
+
+    The first channel half is the value, the second the gate (Frieren's GEGLU order). On CUDA with Triton the
+    fused kernel reads x once and writes the product once; elsewhere eager PyTorch.
+    """
+    kernel = _triton_geglu() if x.is_cuda and not torch.is_grad_enabled() else None
+    if kernel is not None:
+        return kernel(x.contiguous())
+    value, gate = x.chunk(2, dim=1)
+    return value * F.gelu(gate)
+
+
 def attention_backend(q: torch.Tensor, backend: Backend = "auto") -> str:
     """Name of the implementation :func:`attention` would use for ``q`` ("sdpa" or "triton")."""
     if backend == "sdpa":
         return "sdpa"
-    triton_ok = q.is_cuda and _triton_attention() is not None
+    # The Triton kernel is forward-only: training (a graph that needs gradients) stays on SDPA.
+    needs_grad = torch.is_grad_enabled() and q.requires_grad
+    triton_ok = q.is_cuda and not needs_grad and _triton_attention() is not None
     if backend == "triton" and not triton_ok:
         raise RuntimeError(
-            "backend='triton' needs CUDA tensors and the 'triton' extra (pip install 'frieren-rt[triton]')"
+            "backend='triton' needs CUDA tensors without autograd and the 'triton' extra "
+            "(pip install 'frieren-rt[triton]')"
         )
     return "triton" if triton_ok else "sdpa"
 

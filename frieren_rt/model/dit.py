@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from frieren_rt.kernels import attention
+from frieren_rt.kernels import attention, gated_gelu
 from frieren_rt.model.config import VectorFieldConfig
 
 __all__ = ["ChannelConcatDiT", "timestep_embedding"]
@@ -79,8 +78,7 @@ class GatedConv(nn.Module):
         self.proj = nn.Conv1d(hidden, 2 * inner, kernel, padding=kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, L) -> (B, inner, L)
-        value, gate = self.proj(x).chunk(2, dim=1)
-        return value * F.gelu(gate)
+        return gated_gelu(self.proj(x))
 
 
 class ConvFeedForward(nn.Module):

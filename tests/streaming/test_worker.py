@@ -22,7 +22,6 @@ def test_worker_batches_round_robin_on_its_own_thread() -> None:
     assert [f.result(5) for f in futures] == ["A1", "A2", "B1", "C1"]
     worker.stop()
     # one job per session per round, the session served first goes to the back: a never starves b and c
-    assert seen == [["a1", "b1"], ["c1", "a2"]] or seen[0] == ["a1", "b1"]
     assert seen[0] == ["a1", "b1"] and seen[1] == ["c1", "a2"]
     assert threading.get_ident() not in threads and list(worker.batch_sizes) == [2, 2]
 
