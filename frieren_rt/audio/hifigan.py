@@ -87,13 +87,16 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
     torch's ``weight_norm`` default is dim=0 for Conv1d and ConvTranspose1d alike. Returns a new dict.
     """
-    out = {k: v for k, v in state.items() if not k.endswith((".weight_g", ".weight_v"))}
+    def leaf(key: str) -> str:
+        return key.rsplit(".", 1)[-1]
+
+    out = {k: v for k, v in state.items() if leaf(k) not in ("weight_g", "weight_v")}
     for key in state:
-        if key.endswith(".weight_v"):
-            prefix = key[: -len(".weight_v")]
-            v, g = state[key].float(), state[prefix + ".weight_g"].float()
-            norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))  # (out or in, 1, 1)
-            out[prefix + ".weight"] = g * v / norm
+        if leaf(key) == "weight_v":
+            prefix = key[: -len("weight_v")]  # "" or "module.path."
+            v, g = state[key].float(), state[prefix + "weight_g"].float()
+            norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))  # (dim 0, 1, ...)
+            out[prefix + "weight"] = g * v / norm
     return out
 
 

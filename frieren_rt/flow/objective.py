@@ -10,6 +10,7 @@ Every random draw takes an explicit torch.Generator and happens on that generato
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -31,7 +32,9 @@ T_CLAMP = 1e-5
 CFG_DROPOUT = 0.2
 
 
-def draw_t(batch: int, *, generator: torch.Generator, device: torch.device | str | None = None) -> torch.Tensor:
+def draw_t(
+    batch: int, *, generator: torch.Generator, device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Training times k / 1000 with k ~ Uniform{0..999}, clamped to [1e-5, 1 - 1e-5]. (B,) float32."""
     k = torch.randint(0, 1000, (batch,), generator=generator, device=generator.device)
     t = (k.float() / 1000).clamp(T_CLAMP, 1 - T_CLAMP)
@@ -94,7 +97,7 @@ def rectified_flow_loss(
 
 
 def conditional_flow_loss(
-    net: object,
+    net: Callable[..., torch.Tensor],
     x1: torch.Tensor,
     cond: torch.Tensor,
     null_cond: torch.Tensor,
@@ -106,4 +109,4 @@ def conditional_flow_loss(
     """The base-model training step: CFG dropout on cond, then ``rectified_flow_loss`` on
     v(x, t) = net(x, t, cond_dropped, **net_kwargs). x1: (B, ...); cond: (B, ...); null_cond broadcastable."""
     dropped = drop_condition(cond, null_cond, p_uncond, generator=generator)
-    return rectified_flow_loss(lambda x, t: net(x, t, dropped, **net_kwargs), x1, generator=generator)  # type: ignore[operator]
+    return rectified_flow_loss(lambda x, t: net(x, t, dropped, **net_kwargs), x1, generator=generator)

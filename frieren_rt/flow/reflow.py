@@ -2,8 +2,8 @@
 
 Frieren (../shared/reference/frieren.md, "Training and sampling"): one 25-step Euler sample with CFG 4.5 per
 training clip from the base model, kept with its noise; the reflow model then trains the GUIDED velocity
-v_u + 4.5 (v_c - v_u) (both branches in one doubled batch) toward (sample - noise) on the straight line between
-them, with no CFG dropout. Straight couplings make the one-step Euler x0 + v(x0, 0) land near the teacher's
+v_u + 4.5 (v_c - v_u) (both branches in one doubled batch) toward (sample - noise) on the straight line
+between them, with no CFG dropout. Straight couplings make the one-step Euler x0 + v(x0, 0) land near the teacher's
 many-step sample (Liu et al. 2023, "Flow Straight and Fast").
 """
 

@@ -1,8 +1,8 @@
 """ODE samplers over a velocity callable ``v(x, t)`` (t = 0 noise, t = 1 data).
 
-Every sampler is a small function of (velocity, x0, schedule) in the k-diffusion manner (STYLE.md): conditioning
-and guidance are bound into the velocity by closures (guidance.py), so the 25-step base model, the one-step
-student (schedule [0, 1]) and a guidance-distilled student all run through the same ``euler``.
+Every sampler is a small function of (velocity, x0, schedule) in the k-diffusion manner (STYLE.md):
+conditioning and guidance are bound into the velocity by closures (guidance.py), so the 25-step base model,
+the one-step student (schedule [0, 1]) and a guidance-distilled student all run through the same ``euler``.
 Frieren samples with Euler (25 steps by default), RK4 or Dopri5 at atol = rtol = 1e-4
 (../shared/reference/frieren.md, "Training and sampling").
 """
@@ -51,7 +51,8 @@ class EvalCounter:
 
     ``calls`` counts invocations (one doubled-batch CFG pass is one call, as the official sampler's NFE);
     ``rows`` counts batch rows evaluated, so ``rows / B`` is network passes per sample: CFG costs 2 per step,
-    a single-pass student 1.
+    a single-pass student 1. Other attributes (e.g. ``null_condition``) are read from the wrapped callable,
+    so a counted network can stand in for the network.
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
@@ -63,6 +64,11 @@ class EvalCounter:
         self.calls += 1
         self.rows += x.shape[0]
         return self.fn(x, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        if name == "fn":  # not yet set (e.g. during copy): avoid recursing into ourselves
+            raise AttributeError(name)
+        return getattr(self.fn, name)
 
     def reset(self) -> None:
         self.calls = 0
@@ -105,10 +111,10 @@ def euler(
     schedule: torch.Tensor | None = None,
     callback: Callable[[EulerStep], None] | None = None,
 ) -> torch.Tensor:
-    """Integrate dx/dt = v(x, t) from schedule[0] to schedule[-1] with explicit Euler. x0: (B, ...) -> (B, ...).
+    """Integrate dx/dt = v(x, t) from schedule[0] to schedule[-1] with explicit Euler. x0: (B, ...) -> (B, ...)
 
-    Exactly torchdyn's fixed-step loop that Frieren's sampler runs (fixtures/frieren_official/sampler_reduced.json,
-    "euler_rule"): t = s[0], dt = s[1] - s[0]; per step x = x + dt * v(x, t); t = t + dt; dt = s[k + 1] - t,
+    Exactly torchdyn's fixed-step loop that Frieren's sampler runs
+    (fixtures/frieren_official/sampler_reduced.json, "euler_rule"): t = s[0], dt = s[1] - s[0]; per step x = x + dt * v(x, t); t = t + dt; dt = s[k + 1] - t,
     all float32. t is accumulated rather than read from the grid, which is why the 25-step grid reaches the
     network as 199 / 359 / 399 instead of 200 / 360 / 400. ``steps=1`` is the one-step student
     (x1 = x0 + v(x0, 0)). x0 is not modified.

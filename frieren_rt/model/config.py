@@ -93,7 +93,7 @@ PRESETS: dict[str, VectorFieldConfig] = {
     # Conditions are visual features at the video rate, mapped to latents by true timestamps.
     "small": VectorFieldConfig(
         latent_channels=8,
-        raw_cond_dim=1288,
+        raw_cond_dim=256,
         cond_dim=128,
         hidden=128,
         heads=2,

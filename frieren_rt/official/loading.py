@@ -8,6 +8,7 @@ buffers, a VAE checkpoint's training loss, CAVP's audio branch.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -41,7 +42,14 @@ def read_state_dict(path: str | Path, *, inner_key: str | None = None) -> dict[s
         from safetensors.torch import load_file  # noqa: PLC0415 (optional at import time)
 
         return load_file(str(path))
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # A training checkpoint may pickle objects besides tensors (e.g. an OmegaConf config); they are never
+        # unpickled here (arbitrary code). Re-save its state dict as safetensors where it was trusted.
+        raise CheckpointMismatchError(
+            f"{path}: holds objects that weights_only loading refuses; export its state dict to .safetensors "
+            f"with a trusted torch.load and load that instead ({_refused_global(err)})") from None
     if not isinstance(blob, Mapping):
         raise CheckpointMismatchError(f"{path}: expected a dict of tensors, found {type(blob).__name__}")
     if inner_key is not None:
@@ -52,6 +60,12 @@ def read_state_dict(path: str | Path, *, inner_key: str | None = None) -> dict[s
     elif "state_dict" in blob and isinstance(blob["state_dict"], Mapping):
         blob = blob["state_dict"]
     return {k: v for k, v in blob.items() if isinstance(v, torch.Tensor)}
+
+
+def _refused_global(err: Exception) -> str:
+    """The line of torch's weights_only error that names the refused class, else its first line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
 
 
 def select_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -14,15 +14,20 @@ from frieren_rt.audio.student_vocoder import build_student
 
 
 def _test_signal(seconds: float = 0.6, sr: int = 22050) -> torch.Tensor:
-    """A sound-effect-like test signal: a decaying noise impact, a harmonic tone and a rising chirp. (L,)"""
+    """A sound-effect-like test signal: a decaying noise impact, then a harmonic tone over a noise swell. (L,)
+
+    (Pure sine sweeps are avoided: HiFi-GAN fills the quiet bins between their partials with noise, so their
+    log-mel error says little about how it renders effects.)
+    """
     g = torch.Generator().manual_seed(0)
     t = torch.arange(int(seconds * sr)) / sr
     impact = torch.randn(t.shape, generator=g) * torch.exp(-t / 0.05) * 0.5
     tone = sum(0.15 / k * torch.sin(2 * torch.pi * 330.0 * k * t) for k in range(1, 6)) * (t > 0.15)
-    chirp = 0.2 * torch.sin(2 * torch.pi * (500 + 2500 * t) * t) * (t > 0.35)
-    return (impact + tone + chirp).float()
+    swell = torch.randn(t.shape, generator=g) * 0.1 * torch.clamp((t - 0.3) / 0.3, 0, 1)
+    return (impact + tone + swell).float()
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 def test_fold_weight_norm_equals_torch_weight_norm():
     for conv in (nn.Conv1d(6, 4, 5), nn.ConvTranspose1d(6, 4, 8, 4)):
         normed = nn.utils.weight_norm(conv)  # the deprecated API writes weight_g / weight_v keys, as the checkpoint
@@ -42,10 +47,10 @@ def test_missing_cache_raises_naming_the_fetch_command(tmp_path):
 def test_receptive_field_from_layers_equals_the_gradient_support():
     """The span derived from the layers is exactly the set of mel frames an output sample depends on."""
     model = build_student("tiny", generator=torch.Generator().manual_seed(0))
-    mel = torch.randn(1, 80, 40, requires_grad=True)
-    n = 20 * model.hop + 17  # a sample inside frame 20
+    mel = torch.randn(1, 80, 30, requires_grad=True)
+    n = 15 * model.hop + 17  # a sample inside frame 15
     model(mel)[0, n].backward()
-    support = torch.flatnonzero(mel.grad[0].abs().sum(0))
+    support = torch.nonzero(mel.grad[0].abs().sum(0)).flatten()
     assert (int(support[0]), int(support[-1])) == model.input_span(n, n)
 
 
@@ -71,8 +76,8 @@ def test_vocoded_test_signal_has_right_length_and_low_reanalysis_error(universal
 def test_chunked_decode_with_stated_context_matches_full_decode(universal_hifigan):
     left, right = universal_hifigan.context_frames()
     assert (left, right) == (13, 13)  # 151 ms each side at 86.1 frames/s
-    mel = log_mel(_test_signal()[: 256 * 30])[None]  # (1, 80, 30)
+    mel = log_mel(_test_signal(0.5)[: 256 * 40])[None]  # (1, 80, 40): each chunk lacks 7 frames of the whole
     with torch.inference_mode():
         full = universal_hifigan(mel)
-        chunked = decode_chunked(universal_hifigan, mel, chunk=15, left=left, right=right, upsample=256)
+        chunked = decode_chunked(universal_hifigan, mel, chunk=20, left=left, right=right, upsample=256)
     assert (chunked - full).abs().max() < 1e-4

@@ -7,7 +7,6 @@ Fixtures: sampler_reduced.json / sampler_reduced_io.safetensors, produced by the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,14 @@ from safetensors.torch import load_file
 
 from frieren_rt.flow import EvalCounter, cfg_velocity, euler, euler_trajectory
 from frieren_rt.model import VectorField, preset
+from tests.fixtures_path import official_fixtures
 
 
 def _fixtures() -> Path:
-    env = os.environ.get("FRIEREN_RT_FIXTURES")
-    root = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "frieren_official"
+    """../shared/fixtures/frieren_official beside the repository, or $FRIEREN_RT_FIXTURES; skip if absent."""
+    root = official_fixtures()
     if not (root / "sampler_reduced_io.safetensors").is_file():
-        pytest.skip(f"official sampler fixtures not found at {root} (set FRIEREN_RT_FIXTURES)")
+        pytest.skip(f"official sampler fixtures not found in {root} (set FRIEREN_RT_FIXTURES)")
     return root
 
 
@@ -74,7 +74,7 @@ def test_cfg_euler_reproduces_official_sampler(official, run):
 
 
 def test_one_step_student_is_euler_with_one_step(official):
-    """The one-step path x1 = x0 + v_cfg(x0, 0) is euler(steps=1) and schedule [0, 1], not a separate sampler."""
+    """The one-step path x1 = x0 + v_cfg(x0, 0) is euler(steps=1) = schedule [0, 1]: no separate sampler."""
     model, io, spec = official
     x0, cond = io["in_x0"], io["in_cond_raw"]
     velocity = cfg_velocity(model, cond, None, spec["cfg_scale"])  # null from VectorField.null_condition

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ def fixtures_dir() -> Path:
 
 def spec(name: str) -> dict[str, Any]:
     """A fixture JSON (e.g. ``vae_reduced``)."""
-    return json.loads((fixtures_dir() / f"{name}.json").read_text())
+    return _read_json(fixtures_dir() / f"{name}.json")
+
+
+@cache
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def io_tensors(component: str, size: str) -> dict[str, torch.Tensor]:

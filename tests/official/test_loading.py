@@ -59,3 +59,13 @@ def test_prefix_selection_and_substring_stripping():
     state = {"first_stage_model.encoder.x": 1, "model.y": 2}
     assert select_prefix(state, "first_stage_model.") == {"encoder.x": 1}
     assert strip_substring({"module.video_encoder.module.conv": 1}, "module.") == {"video_encoder.conv": 1}
+
+
+class _Opaque:
+    pass
+
+
+def test_checkpoint_with_pickled_objects_is_refused_with_advice(tmp_path):
+    torch.save({"state_dict": {"a": torch.ones(1)}, "hyper_parameters": _Opaque()}, tmp_path / "obj.ckpt")
+    with pytest.raises(CheckpointMismatchError, match="safetensors"):
+        read_state_dict(tmp_path / "obj.ckpt")

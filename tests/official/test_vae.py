@@ -94,8 +94,9 @@ def test_lightning_checkpoint_loads_first_stage_and_ignores_diffusion_buffers(tm
               "cond_stage_model.embedder.0.bias": torch.zeros(3)}
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "frieren.ckpt")
     loaded = AutoencoderKL1D.from_pretrained(tmp_path / "frieren.ckpt", vae_preset("reduced"))
+    got = loaded.state_dict()
     for k, v in reduced.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v), k
+        assert torch.equal(got[k], v), k
 
 
 def test_bare_vae_checkpoint_ignores_training_loss_entries(tmp_path):

@@ -1,0 +1,148 @@
+"""Feature cache: world clips rendered once into what training reads, so epochs never re-render.
+
+Per clip: the log-mel of its true audio (HiFi-GAN front end), MobileNetV2 features and motion features of
+every video frame with the frames' presentation times, and the ground-truth events. Clips are written in
+shards of ``shard_size`` seeds (safetensors + a JSON sidecar); building skips shards already on disk, so an
+interrupted build resumes (issue 3, "Training": features and latents cached).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+__all__ = ["CacheConfig", "ClipRecord", "FeatureCache", "build_cache", "clip_record", "FeatureExtractor"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    """world: world preset; duration: clip seconds; image_resolution: MobileNetV2 input side (chosen by the
+    per-frame cost measured in benchmarks/audio_stack.py); motion_grid: motion cells per side."""
+
+    world: str = "small"
+    duration: float = 10.0
+    image_resolution: int = 128
+    motion_grid: int = 4
+    shard_size: int = 50
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One cached clip. mel (80, M) float32; image (F, 1280) float16; motion (F, m) float32; frame_ts (F,)
+    float64 seconds; events: the world's event dicts; silent_spans [(start, end)] seconds."""
+
+    seed: int
+    mel: torch.Tensor
+    image: torch.Tensor
+    motion: torch.Tensor
+    frame_ts: torch.Tensor
+    events: list[dict]
+    silent_spans: list[list[float]]
+
+
+class FeatureExtractor:
+    """Frozen per-frame visual features: MobileNetV2 pooled features + motion. frames (N, H, W, 3) uint8."""
+
+    def __init__(self, resolution: int, motion_grid: int) -> None:
+        from frieren_rt.vision import ImageEncoder  # noqa: PLC0415
+
+        self.encoder = ImageEncoder.from_package(resolution=resolution).eval()
+        self.motion_grid = motion_grid
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (N, H, W, 3) uint8 -> image (N, 1280), motion (N, grid^2 + 1); previous (H, W, 3) or None."""
+        from frieren_rt.vision import motion_features  # noqa: PLC0415
+
+        chw = frames.permute(0, 3, 1, 2).unsqueeze(0)  # (1, N, 3, H, W)
+        prev = None if previous is None else previous.permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+        image = self.encoder(chw)[0]
+        motion = motion_features(chw, grid=self.motion_grid, previous=prev)[0]
+        return image, motion
+
+
+def clip_record(seed: int, cfg: CacheConfig, extractor: FeatureExtractor, logmel: torch.nn.Module) -> ClipRecord:
+    from frieren_rt.world import render_clip  # noqa: PLC0415
+
+    clip = render_clip(seed, duration=cfg.duration, config=cfg.world)
+    frames = torch.from_numpy(clip.frames)
+    image, motion = extractor(frames)
+    with torch.no_grad():
+        mel = logmel(torch.from_numpy(clip.audio))
+    frame_ts = torch.arange(frames.shape[0], dtype=torch.float64) / clip.fps
+    return ClipRecord(seed=seed, mel=mel, image=image.half(), motion=motion.float(), frame_ts=frame_ts,
+                      events=[e.to_dict() for e in clip.events], silent_spans=[list(s) for s in clip.silent_spans])
+
+
+def _shard_paths(folder: Path, index: int) -> tuple[Path, Path]:
+    return folder / f"shard_{index:05d}.safetensors", folder / f"shard_{index:05d}.json"
+
+
+def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConfig(), *, progress: bool = True) -> Path:
+    """Render and featurise ``seeds`` into ``folder`` (resumable: finished shards are skipped)."""
+    from frieren_rt.audio import LogMel  # noqa: PLC0415
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = folder / "cache.json"
+    if meta.is_file() and json.loads(meta.read_text())["config"] != asdict(cfg):
+        raise ValueError(f"{folder} holds a cache built with another config; use a new folder")
+    meta.write_text(json.dumps({"config": asdict(cfg), "seeds": list(seeds)}, indent=1))
+    shards = [seeds[i : i + cfg.shard_size] for i in range(0, len(seeds), cfg.shard_size)]
+    todo = [i for i in range(len(shards)) if not _shard_paths(folder, i)[1].is_file()]
+    if not todo:
+        return folder
+    extractor, logmel = FeatureExtractor(cfg.image_resolution, cfg.motion_grid), LogMel()
+    bar = tqdm(total=sum(len(shards[i]) for i in todo), desc=f"cache {folder.name}", unit="clip", disable=not progress)
+    for i in todo:
+        tensors, side = {}, {}
+        for seed in shards[i]:
+            rec = clip_record(int(seed), cfg, extractor, logmel)
+            for name in ("mel", "image", "motion", "frame_ts"):
+                tensors[f"{seed}.{name}"] = getattr(rec, name).contiguous()
+            side[str(seed)] = {"events": rec.events, "silent_spans": rec.silent_spans}
+            bar.update(1)
+        st, js = _shard_paths(folder, i)
+        save_file(tensors, str(st))
+        js.write_text(json.dumps(side))  # written last: its presence marks the shard complete
+    bar.close()
+    return folder
+
+
+class FeatureCache:
+    """Read-only view of a built cache: ``cache[seed] -> ClipRecord``, ``cache.seeds``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        meta = self.folder / "cache.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"no feature cache in {self.folder}; build it with 'frieren-rt train cache'")
+        info = json.loads(meta.read_text())
+        self.config = CacheConfig(**info["config"])
+        self.records: dict[int, ClipRecord] = {}
+        for js in sorted(self.folder.glob("shard_*.json")):
+            tensors = load_file(str(js.with_suffix(".safetensors")))
+            for seed, side in json.loads(js.read_text()).items():
+                self.records[int(seed)] = ClipRecord(
+                    seed=int(seed), mel=tensors[f"{seed}.mel"], image=tensors[f"{seed}.image"],
+                    motion=tensors[f"{seed}.motion"], frame_ts=tensors[f"{seed}.frame_ts"],
+                    events=side["events"], silent_spans=side["silent_spans"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(self.records)
+
+    def __getitem__(self, seed: int) -> ClipRecord:
+        return self.records[seed]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterable[ClipRecord]:
+        return iter(self.records[s] for s in self.seeds)

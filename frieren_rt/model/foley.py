@@ -1,0 +1,91 @@
+"""FoleyModel: the shipped small model = trainable visual projection + the small-preset vector field.
+
+It satisfies the velocity contract ``v = model(x_t, t, cond, *, cond_index, known, mask)`` with ``cond`` the
+raw per-frame visual features [MobileNetV2 image (1280) | motion (m)] of a window's frames; the projection
+maps them to the vector field's raw condition. The CFG null is all-zero raw features, as Frieren's zero-CAVP
+null passes through its condition Linear (frieren.md, "Vector field").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from frieren_rt.model.config import VectorFieldConfig, preset
+from frieren_rt.model.vector_field import VectorField
+from frieren_rt.vision.align import ProjectionConfig, VisualProjection
+
+__all__ = ["FoleyConfig", "FoleyModel"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoleyConfig:
+    field: VectorFieldConfig = dc_field(default_factory=lambda: preset("small"))
+    projection: ProjectionConfig = dc_field(default_factory=lambda: ProjectionConfig(raw_cond_dim=256))
+
+    def __post_init__(self) -> None:
+        if self.projection.raw_cond_dim != self.field.raw_cond_dim:
+            raise ValueError(f"projection output {self.projection.raw_cond_dim} != field raw_cond_dim "
+                             f"{self.field.raw_cond_dim}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the raw per-frame features the model reads: image + motion."""
+        return self.projection.image_dim + self.projection.motion_dim
+
+    def to_json(self) -> str:
+        return json.dumps({"field": asdict(self.field), "projection": asdict(self.projection)})
+
+    @classmethod
+    def from_json(cls, text: str) -> FoleyConfig:
+        d = json.loads(text)
+        return cls(field=VectorFieldConfig(**d["field"]), projection=ProjectionConfig(**d["projection"]))
+
+
+class FoleyModel(nn.Module):
+    """forward(x (B, C, T), t (B,) in [0, 1], cond (B, S, feature_dim), *, cond_index (B, T) or (T,),
+    known (B, C, T), mask (B, 1, T)) -> velocity (B, C, T)."""
+
+    def __init__(self, cfg: FoleyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.projection = VisualProjection(cfg.projection)
+        self.field = VectorField(cfg.field)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.cfg.field.latent_channels
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(cond)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        image, motion = cond.split([self.cfg.projection.image_dim, self.cfg.projection.motion_dim], dim=-1)
+        raw = self.projection(image.float(), motion.float() if self.cfg.projection.motion_dim else None)
+        return self.field(x, t, raw, **kwargs)
+
+    def save(self, path: str | Path, **metadata: str) -> None:
+        """safetensors with the config (and any provenance strings) in the header metadata."""
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path), metadata={"config": self.cfg.to_json(), **metadata})
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> FoleyModel:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model weights not found: {path}")
+        from safetensors import safe_open  # noqa: PLC0415
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "config" not in meta:
+            raise ValueError(f"{path} has no frieren-rt model config in its metadata (not a FoleyModel file)")
+        model = cls(FoleyConfig.from_json(meta["config"]))
+        model.load_state_dict(load_file(str(path)), strict=True)
+        return model.eval()

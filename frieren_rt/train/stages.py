@@ -1,0 +1,354 @@
+"""The training recipe, stage by stage: cache -> vae -> latents -> flow -> reflow -> distill (-> single pass).
+
+Every stage reads and writes one run folder, checkpoints and resumes (``train_loop``), logs losses and records
+its wall time. Stage configs are frozen dataclasses; JSON files in ``frieren_rt/configs/`` override fields.
+Frieren's recipe (frieren.md, "Training and sampling"): base flow with CFG dropout 0.2 and logit-normal
+weighting; reflow on 25-step Euler CFG-4.5 samples of the base model, training the guided velocity; one-step
+distillation at t = 0 from the reflow model. Beyond it: a single-pass student that folds CFG into one network
+evaluation (no unconditional branch at inference).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from frieren_rt.audio.vae import MelVAE, VAEConfig, latent_scale_from, vae_loss
+from frieren_rt.audio.vae import preset as vae_preset
+from frieren_rt.data import CacheConfig, FeatureCache, build_cache
+from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
+from frieren_rt.model.foley import FoleyConfig, FoleyModel
+from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
+from frieren_rt.train.loop import TrainState, train_loop, warmup_cosine
+from frieren_rt.windowing import StreamGeometry
+
+__all__ = ["StageConfig", "load_stage_config", "run_stage", "STAGES"]
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """One config for all stages; each stage reads the fields it needs."""
+
+    seed: int = 0
+    # cache
+    train_clips: int = 400
+    val_clips: int = 40
+    clip_seconds: float = 10.0
+    image_resolution: int = 96
+    # optimisation (per stage: see STAGE_DEFAULTS)
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    # vae
+    vae_preset: str = "small"
+    vae_segment_frames: int = 128
+    # flow
+    window_s: float = 1.6
+    hop_s: float = 0.2
+    cfg_dropout: float = 0.2
+    # reflow / distill
+    cfg_scale: float = 4.5
+    teacher_steps: int = 25
+    reflow_pairs: int = 4096
+    threads: int = 2
+
+
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "vae": {"steps": 3000, "batch_size": 16, "lr": 5e-4},
+    "flow": {"steps": 6000, "batch_size": 32, "lr": 5e-4},
+    "reflow": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
+    "distill": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
+    "single": {"steps": 1500, "batch_size": 32, "lr": 1e-4, "warmup": 100},
+}
+
+
+def load_stage_config(stage: str, path: Path | None = None, **overrides: Any) -> StageConfig:
+    """Defaults, then the stage's defaults, then the JSON file, then explicit overrides (None = keep)."""
+    cfg = replace(StageConfig(), **STAGE_DEFAULTS.get(stage, {}))
+    if path is not None:
+        data = json.loads(Path(path).read_text())
+        data = {**data.get("common", {}), **data.get(stage, {})}
+        unknown = set(data) - {f.name for f in fields(StageConfig)}
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        cfg = replace(cfg, **data)
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def geometry_of(cfg: StageConfig) -> StreamGeometry:
+    return StreamGeometry(window_s=cfg.window_s, hop_s=cfg.hop_s)
+
+
+# --- stage: cache ------------------------------------------------------------------------------------------
+def stage_cache(run: Path, cfg: StageConfig, **_: Any) -> dict[str, Any]:
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    cc = CacheConfig(duration=cfg.clip_seconds, image_resolution=cfg.image_resolution)
+    train = list(SPLITS["train"])[: cfg.train_clips]
+    val = list(SPLITS["val"])[: cfg.val_clips]
+    build_cache(train, run / "cache_train", cc)
+    build_cache(val, run / "cache_val", cc)
+    return {"train_clips": len(train), "val_clips": len(val)}
+
+
+# --- stage: vae --------------------------------------------------------------------------------------------
+def _optimizer(params, cfg: StageConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _sgd_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, cfg: StageConfig, step: int) -> None:
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * warmup_cosine(step, total=cfg.steps, warmup=cfg.warmup)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+
+
+def save_vae(vae: MelVAE, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path),
+              metadata={"config": json.dumps(asdict(vae.cfg))})
+
+
+def load_vae(path: Path) -> MelVAE:
+    from safetensors import safe_open  # noqa: PLC0415
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"VAE weights not found: {path}")
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["config"])
+    meta = {k: tuple(v) if isinstance(v, list) else v for k, v in meta.items()}
+    vae = MelVAE(VAEConfig(**meta))
+    vae.load_state_dict(load_file(str(path)), strict=True)
+    return vae.eval()
+
+
+def stage_vae(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    cache = FeatureCache(run / "cache_train")
+    vae = MelVAE(vae_preset(cfg.vae_preset))
+    params = list(vae.parameters())
+    opt = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state = TrainState(step=0, modules={"vae": vae}, optimizers={"opt": opt}, generator=gen)
+
+    def step(i: int) -> dict[str, float]:
+        mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
+        out = vae_loss(vae, mel, generator=gen)
+        _sgd_step(out["loss"], opt, params, cfg, i)
+        return {k: float(v) for k, v in out.items()}
+
+    train_loop(step, state, total_steps=cfg.steps, folder=run / "vae", desc="vae", time_budget_s=time_budget_s)
+    if state.step < cfg.steps:
+        return {"done": False, "step": state.step}
+    vae.eval()
+    with torch.no_grad():  # latent scale = 1 / std of training latents (LDM convention; Frieren's 0.18215)
+        z = vae.encode(mel_segments(cache, 64, cfg.vae_segment_frames, gen)).mean
+    vae.cfg = replace(vae.cfg, latent_scale=latent_scale_from(z))
+    save_vae(vae, run / "vae.safetensors")
+    return {"done": True, "latent_scale": vae.cfg.latent_scale, **evaluate_vae(vae, FeatureCache(run / "cache_val"))}
+
+
+@torch.no_grad()
+def evaluate_vae(vae: MelVAE, cache: FeatureCache) -> dict[str, float]:
+    """Reconstruction of whole validation clips through the posterior mean: mel L1 and mel SNR (dB)."""
+    l1, snr = [], []
+    for rec in cache:
+        mel = rec.mel[None, :, : rec.mel.shape[1] // 2 * 2]
+        hat = vae.decode(vae.encode(mel).mean)
+        l1.append(float((hat - mel).abs().mean()))
+        snr.append(float(10 * torch.log10(mel.var() / (hat - mel).pow(2).mean())))
+    return {"val_mel_l1": sum(l1) / len(l1), "val_mel_snr_db": sum(snr) / len(snr)}
+
+
+# --- stage: latents ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_latents(vae: MelVAE, cache: FeatureCache) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """seed -> (scaled posterior mean (C, N), scaled posterior std (C, N)) of each whole clip."""
+    out = {}
+    for rec in cache:
+        mel = rec.mel[None, :, : rec.mel.shape[1] // 2 * 2]
+        post = vae.encode(mel)
+        out[rec.seed] = (vae.to_flow(post.mean)[0], vae.to_flow(post.std)[0])
+    return out
+
+
+def latents_of(run: Path, split: str) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Cached clip latents of a split, encoded once with the run's VAE."""
+    path = run / f"latents_{split}.safetensors"
+    if not path.is_file():
+        lat = encode_latents(load_vae(run / "vae.safetensors"), FeatureCache(run / f"cache_{split}"))
+        save_file({f"{s}.{n}": t.contiguous() for s, (m, d) in lat.items() for n, t in (("mean", m), ("std", d))},
+                  str(path))
+    flat = load_file(str(path))
+    seeds = sorted({int(k.split(".")[0]) for k in flat})
+    return {s: (flat[f"{s}.mean"], flat[f"{s}.std"]) for s in seeds}
+
+
+# --- stage: flow -------------------------------------------------------------------------------------------
+def masked_flow_loss(velocity, batch: WindowBatch, gen: torch.Generator, *, x0: torch.Tensor | None = None,
+                     t: torch.Tensor | None = None, weighted: bool = True) -> torch.Tensor:
+    """Rectified-flow loss on the unknown (mask 0) latents of each window, logit-normal weighted.
+
+    The known latents are given to the model; asking it to regenerate them would spend capacity on copying.
+    """
+    x1 = batch.x1
+    x0 = torch.randn(x1.shape, generator=gen) if x0 is None else x0
+    t = draw_t(x1.shape[0], generator=gen) if t is None else t
+    free = 1.0 - batch.mask  # (B, 1, W)
+    err = ((velocity(interpolate(x0, x1, t), t) - (x1 - x0)).pow(2) * free).sum((1, 2))
+    err = err / (free.sum((1, 2)) * x1.shape[1]).clamp(min=1.0)  # (B,) mean over free elements
+    return (logit_normal_density(t) * err).mean() if weighted else err.mean()
+
+
+def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
+    return {"cond_index": batch.cond_index, "known": batch.known, "mask": batch.mask}
+
+
+def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    geom = geometry_of(cfg)
+    sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom)
+    vae = load_vae(run / "vae.safetensors")
+    fcfg = FoleyConfig()
+    fcfg = replace(fcfg, field=replace(fcfg.field, latent_channels=vae.cfg.z_channels,
+                                       max_len=max(fcfg.field.max_len, geom.window_latents + 1)))
+    model = FoleyModel(fcfg)
+    params = list(model.parameters())
+    opt = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    state = TrainState(step=0, modules={"model": model}, optimizers={"opt": opt}, generator=gen)
+
+    def step(i: int) -> dict[str, float]:
+        batch = sampler.batch(cfg.batch_size, gen)
+        drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cfg_dropout).view(-1, 1, 1)
+        cond = torch.where(drop, torch.zeros_like(batch.cond), batch.cond)  # CFG dropout to the null
+        kw = _model_kwargs(batch)
+        loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen)
+        _sgd_step(loss, opt, params, cfg, i)
+        return {"loss": float(loss)}
+
+    train_loop(step, state, total_steps=cfg.steps, folder=run / "flow", desc="flow", time_budget_s=time_budget_s)
+    if state.step < cfg.steps:
+        return {"done": False, "step": state.step}
+    model.eval().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
+    return {"done": True}
+
+
+# --- stages: reflow, distill, single-pass ------------------------------------------------------------------
+def guided(model: FoleyModel, batch: WindowBatch, scale: float):
+    return cfg_velocity(model, batch.cond, None, scale, **_model_kwargs(batch))
+
+
+@torch.no_grad()
+def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, gen: torch.Generator) -> dict:
+    """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data)."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    chunks = []
+    for _ in tqdm(range(0, cfg.reflow_pairs, 64), desc="reflow pairs", unit="x64"):
+        batch = sampler.batch(64, gen, sample_posterior=False)
+        x0 = torch.randn(batch.x1.shape, generator=gen)
+        x1 = euler(guided(teacher, batch, cfg.cfg_scale), x0, cfg.teacher_steps)
+        # Known latents stay the data's: the student is asked only for the free part, like its teacher.
+        x1 = torch.where(batch.mask.bool(), batch.x1, x1)
+        chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
+                       "known": batch.known, "mask": batch.mask})
+    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[str, torch.Tensor]:
+    path = run / f"{name}.safetensors"
+    if not path.is_file():
+        geom = geometry_of(cfg)
+        sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom)
+        gen = torch.Generator().manual_seed(cfg.seed + 17)
+        teacher = FoleyModel.from_pretrained(run / teacher_file)
+        save_file({k: v.contiguous() for k, v in make_pairs(teacher, sampler, cfg, gen).items()}, str(path))
+    return load_file(str(path))
+
+
+def _student_stage(run: Path, cfg: StageConfig, name: str, init_file: str, out_file: str, loss_fn,
+                   time_budget_s: float | None) -> dict[str, Any]:
+    pairs = _pairs(run, cfg, "base.safetensors", "reflow_pairs")
+    model = FoleyModel.from_pretrained(run / init_file).train()
+    params = list(model.parameters())
+    opt = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    state = TrainState(step=0, modules={"model": model}, optimizers={"opt": opt}, generator=gen)
+    n = pairs["x0"].shape[0]
+
+    def step(i: int) -> dict[str, float]:
+        idx = torch.randint(n, (cfg.batch_size,), generator=gen)
+        batch = WindowBatch(pairs["x1"][idx], pairs["cond"][idx], pairs["cond_index"][idx],
+                            pairs["known"][idx], pairs["mask"][idx])
+        loss = loss_fn(model, batch, pairs["x0"][idx], gen)
+        _sgd_step(loss, opt, params, cfg, i)
+        return {"loss": float(loss)}
+
+    train_loop(step, state, total_steps=cfg.steps, folder=run / name, desc=name, time_budget_s=time_budget_s)
+    if state.step < cfg.steps:
+        return {"done": False, "step": state.step}
+    model.eval().save(run / out_file, stage=name, steps=str(cfg.steps))
+    return {"done": True}
+
+
+def _masked_mse(pred: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
+    free = 1.0 - batch.mask
+    return ((pred - batch.x1).pow(2) * free).sum() / (free.sum() * batch.x1.shape[1]).clamp(min=1.0)
+
+
+def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Reflow: the student's guided velocity toward (sample - noise) on the straight path (no CFG dropout)."""
+
+    def loss(model, batch, x0, gen):
+        return masked_flow_loss(guided(model, batch, cfg.cfg_scale), batch, gen, x0=x0)
+
+    return _student_stage(run, cfg, "reflow", "base.safetensors", "reflow.safetensors", loss, time_budget_s)
+
+
+def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    """One-step distillation: t = 0, x1_hat = x0 + v_guided(x0, 0), MSE to the stored sample."""
+
+    def loss(model, batch, x0, gen):
+        t0 = torch.zeros(x0.shape[0])
+        return _masked_mse(x0 + guided(model, batch, cfg.cfg_scale)(x0, t0), batch)
+
+    return _student_stage(run, cfg, "distill", "reflow.safetensors", "distill.safetensors", loss, time_budget_s)
+
+
+def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Beyond Frieren: fold CFG into the one-step student, x1_hat = x0 + v(x0, 0, c): one pass, not two."""
+
+    def loss(model, batch, x0, gen):
+        t0 = torch.zeros(x0.shape[0])
+        return _masked_mse(x0 + model(x0, t0, batch.cond, **_model_kwargs(batch)), batch)
+
+    return _student_stage(run, cfg, "single", "distill.safetensors", "single.safetensors", loss, time_budget_s)
+
+
+STAGES = {"cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
+          "distill": stage_distill, "single": stage_single}
+
+
+def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Run one stage in ``run`` and append its result to ``run/stages.json``."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
+    torch.set_num_threads(cfg.threads)
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    result = STAGES[stage](run, cfg, time_budget_s=time_budget_s)
+    log = run / "stages.json"
+    history = json.loads(log.read_text()) if log.is_file() else []
+    history.append({"stage": stage, "config": asdict(cfg), "result": result})
+    log.write_text(json.dumps(history, indent=1))
+    return result

@@ -1,0 +1,87 @@
+"""The mel KL-VAE: shapes, posterior, loss, a few training steps, decoder receptive field and chunked decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from frieren_rt.audio.chunked import decode_chunked
+from frieren_rt.audio.vae import MelVAE, preset, vae_loss
+
+
+def _vae(name: str = "small", **overrides) -> MelVAE:
+    torch.manual_seed(0)
+    return MelVAE(preset(name, **overrides))
+
+
+def test_encode_decode_shapes():
+    model = _vae()
+    mel = torch.randn(2, 80, 36)
+    posterior = model.encode(mel)
+    assert posterior.mean.shape == posterior.logvar.shape == (2, 8, 18)
+    assert model.decode(posterior.mean).shape == (2, 80, 36)
+    with pytest.raises(ValueError, match="even"):
+        model.encode(torch.randn(1, 80, 35))
+
+
+def test_sampling_uses_the_explicit_generator_and_kl_is_finite():
+    model = _vae()
+    posterior = model.encode(torch.randn(2, 80, 16))
+    a = posterior.sample(torch.Generator().manual_seed(3))
+    b = posterior.sample(torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, posterior.sample(torch.Generator().manual_seed(4)))
+    kl = posterior.kl()
+    assert torch.isfinite(kl).all() and (kl >= 0).all()
+
+
+def test_latent_scale_round_trips():
+    model = _vae(latent_scale=0.5)
+    z = torch.randn(1, 8, 4)
+    torch.testing.assert_close(model.from_flow(model.to_flow(z)), z)
+    assert torch.equal(model.to_flow(z), 0.5 * z)
+
+
+def test_loss_falls_over_a_few_steps_on_a_toy_batch():
+    model = _vae()
+    t = torch.linspace(0, 1, 32)
+    mel = torch.stack([torch.outer(torch.linspace(-1, 1, 80), torch.sin(6.28 * (k + 1) * t)) for k in range(4)])
+    mel = mel * 2 - 5  # (4, 80, 32), log-mel-like range
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(15):
+        out = vae_loss(model, mel, generator=gen)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+        assert torch.isfinite(out["kl"])
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["small", "base"])
+def test_decoder_context_from_layers_equals_gradient_support(name):
+    model = _vae(name)
+    left, right = model.decoder.context_latents()
+    z = torch.randn(1, 8, 40, requires_grad=True)
+    model.decode(z)[0, :, 40:42].sum().backward()  # the two mel frames of latent 20
+    support = torch.nonzero(z.grad[0].abs().sum(0)).flatten()
+    assert (20 - int(support[0]), int(support[-1]) - 20) == (left, right)
+
+
+def test_chunked_decode_with_stated_context_matches_full_decode():
+    model = _vae().eval()
+    left, right = model.decoder.context_latents()
+    assert (left, right) == (5, 5)
+    z = torch.randn(2, 8, 37)
+    with torch.no_grad():
+        full = model.decode(z)
+        chunked = decode_chunked(model.decode, z, chunk=6, left=left, right=right, upsample=2)
+        short = decode_chunked(model.decode, z, chunk=6, left=left - 1, right=right - 1, upsample=2)
+    assert (chunked - full).abs().max() < 1e-5
+    assert (short - full).abs().max() > 1e-3
+
+
+def test_norm_over_time_has_no_finite_context():
+    with pytest.raises(ValueError, match="whole chunk"):
+        _vae(norm_over_time=True).decoder.context_latents()
