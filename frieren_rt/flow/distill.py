@@ -17,7 +17,7 @@ import torch
 
 from frieren_rt.flow.samplers import EulerStep, Velocity, euler
 
-__all__ = ["one_step_distillation_loss", "guidance_distillation_loss", "guided_states"]
+__all__ = ["guidance_distillation_loss", "guided_states", "one_step_distillation_loss"]
 
 
 def one_step_distillation_loss(velocity: Velocity, noise: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 
 from frieren_rt.flow.samplers import Velocity
 
-__all__ = ["FRIEREN_CFG_SCALE", "combine_guidance", "cfg_velocity", "conditional_velocity"]
+__all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity"]
 
 FRIEREN_CFG_SCALE = 4.5
 
@@ -52,21 +52,21 @@ def cfg_velocity(
 
     cond: (B, ...) condition; null_cond: broadcastable to cond's shape (e.g. (1, F, D)); None takes
     ``net.null_condition(cond)`` (VectorField: zero raw features). Batch order is [unconditional;
-    conditional] as in the official Wrapper_CFG, so outputs match it bit for bit on the same network.
-    Tensor net_kwargs with a leading batch dim are doubled alongside x (see ``_double``).
+    conditional] as in the official Wrapper_CFG (parity: tests/flow/test_official_sampler.py).
+    Tensor net_kwargs with a leading batch dim are doubled alongside x once, here (see ``_double``).
     """
     if null_cond is None:
         null_cond = net.null_condition(cond)  # type: ignore[attr-defined]
     both_cond = torch.cat([null_cond.expand_as(cond), cond])  # (2B, ...)
+    kwargs = {k: _double(v, cond.shape[0]) for k, v in net_kwargs.items()}
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         if both_cond.shape[0] != 2 * b:
             raise ValueError(f"cond batch {both_cond.shape[0] // 2} != x batch {b}")
         t = torch.as_tensor(t, device=x.device)
-        t = t.expand(b) if t.dim() == 0 else t
-        kwargs = {k: _double(v, b) for k, v in net_kwargs.items()}
-        v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)
+        t = t.expand(b) if t.dim() == 0 else t  # (B,)
+        v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)  # (B, ...) each
         return combine_guidance(v_u, v_c, scale)
 
     return velocity

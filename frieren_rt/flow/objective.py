@@ -17,15 +17,15 @@ import torch
 from frieren_rt.flow.samplers import Velocity, draw_noise
 
 __all__ = [
-    "T_CLAMP",
     "CFG_DROPOUT",
+    "T_CLAMP",
+    "conditional_flow_loss",
     "draw_t",
-    "logit_normal_density",
-    "interpolate",
     "drop_condition",
+    "interpolate",
+    "logit_normal_density",
     "per_sample_mse",
     "rectified_flow_loss",
-    "conditional_flow_loss",
 ]
 
 T_CLAMP = 1e-5
@@ -66,7 +66,7 @@ def drop_condition(
     b = cond.shape[0]
     drop = torch.rand(b, generator=generator, device=generator.device).to(cond.device) < p  # (B,)
     drop = drop.reshape(b, *([1] * (cond.dim() - 1)))
-    return torch.where(drop, null_cond.to(cond.dtype).expand_as(cond), cond)
+    return torch.where(drop, null_cond.to(cond.device, cond.dtype).expand_as(cond), cond)
 
 
 def per_sample_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

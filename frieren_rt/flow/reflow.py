@@ -3,8 +3,8 @@
 Frieren (../shared/reference/frieren.md, "Training and sampling"): one 25-step Euler sample with CFG 4.5 per
 training clip from the base model, kept with its noise; the reflow model then trains the GUIDED velocity
 v_u + 4.5 (v_c - v_u) (both branches in one doubled batch) toward (sample - noise) on the straight line
-between them, with no CFG dropout. Straight couplings make the one-step Euler x0 + v(x0, 0) land near the teacher's
-many-step sample (Liu et al. 2023, "Flow Straight and Fast").
+between them, with no CFG dropout. Straight couplings make the one-step Euler x0 + v(x0, 0) land near the
+teacher's many-step sample (Liu et al. 2023, "Flow Straight and Fast").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from frieren_rt.flow.objective import rectified_flow_loss
 from frieren_rt.flow.samplers import Velocity, draw_noise, euler
 
-__all__ = ["ReflowPairs", "reflow_pairs", "reflow_loss"]
+__all__ = ["ReflowPairs", "reflow_loss", "reflow_pairs"]
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "Velocity",
     "EulerStep",
     "EvalCounter",
-    "time_grid",
+    "Velocity",
+    "dopri5",
     "draw_noise",
     "euler",
     "euler_trajectory",
     "generate",
-    "dopri5",
+    "time_grid",
 ]
 
 # v(x (B, ...), t (B,) float in [0, 1]) -> (B, ...)
@@ -111,13 +111,13 @@ def euler(
     schedule: torch.Tensor | None = None,
     callback: Callable[[EulerStep], None] | None = None,
 ) -> torch.Tensor:
-    """Integrate dx/dt = v(x, t) from schedule[0] to schedule[-1] with explicit Euler. x0: (B, ...) -> (B, ...)
+    """Integrate dx/dt = v(x, t) from schedule[0] to schedule[-1] with explicit Euler. (B, ...) -> (B, ...)
 
-    Exactly torchdyn's fixed-step loop that Frieren's sampler runs
-    (fixtures/frieren_official/sampler_reduced.json, "euler_rule"): t = s[0], dt = s[1] - s[0]; per step x = x + dt * v(x, t); t = t + dt; dt = s[k + 1] - t,
-    all float32. t is accumulated rather than read from the grid, which is why the 25-step grid reaches the
-    network as 199 / 359 / 399 instead of 200 / 360 / 400. ``steps=1`` is the one-step student
-    (x1 = x0 + v(x0, 0)). x0 is not modified.
+    Exactly torchdyn's fixed-step loop that Frieren's sampler runs (fixtures/frieren_official/
+    sampler_reduced.json, "euler_rule"): t = s[0], dt = s[1] - s[0]; per step x = x + dt * v(x, t);
+    t = t + dt; dt = s[k + 1] - t, all float32. t is accumulated rather than read from the grid, which is
+    why the 25-step grid reaches the network as 199 / 359 / 399 instead of 200 / 360 / 400. ``steps=1`` is
+    the one-step student (x1 = x0 + v(x0, 0)). The velocity gets t as a (B,) tensor; x0 is not modified.
     """
     s = _schedule(steps, schedule, x0.device)
     b = x0.shape[0]

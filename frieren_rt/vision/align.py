@@ -47,7 +47,7 @@ class ProjectionConfig:
 
     image_dim: int = FEATURE_DIM
     motion_dim: int = motion_dim(4)
-    raw_cond_dim: int = 512
+    raw_cond_dim: int = 256  # the "small" vector field preset's raw_cond_dim
     hidden: int | None = None
     dropout: float = 0.0
 
