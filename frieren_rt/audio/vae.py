@@ -18,17 +18,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VAEConfig", "PRESETS", "preset", "DiagonalGaussian", "MelVAE", "VAEDecoder", "VAEEncoder", "vae_loss"]
+__all__ = [
+    "PRESETS",
+    "DiagonalGaussian",
+    "MelVAE",
+    "VAEConfig",
+    "VAEDecoder",
+    "VAEEncoder",
+    "latent_scale_from",
+    "preset",
+    "vae_loss",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
 class VAEConfig:
-    """mel_channels: input bins; z_channels: latent channels; widths: channels per level (level 0 at the mel rate,
-    the others after the single 2x downsampling); res_blocks: residual blocks per level; kernel: res-block conv
-    kernel; io_kernel: kernel of the first and last convs; groups: GroupNorm groups; norm_over_time: GroupNorm
-    statistics over (channels in group x time) as Make-An-Audio 2 (chunk dependent) instead of per frame;
-    latent_scale: multiply z by this for the flow model (1 / std of training latents; 0.18215 in Frieren);
-    kl_weight: weight of the KL term in :func:`vae_loss`.
+    """mel_channels: input bins; z_channels: latent channels; widths: channels per level (level 0 at the mel
+    rate, the others after the single 2x downsampling); res_blocks: residual blocks per level; kernel:
+    res-block conv kernel; io_kernel: kernel of the first and last convs; groups: GroupNorm groups;
+    norm_over_time: GroupNorm statistics over (channels in group x time) as Make-An-Audio 2 (chunk dependent)
+    instead of per frame; latent_scale: multiply z by this for the flow model (1 / std of training latents;
+    0.18215 in Frieren); kl_weight: weight of the KL term in :func:`vae_loss`.
     """
 
     mel_channels: int = 80
@@ -45,7 +55,9 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         if len(self.widths) < 2:
-            raise ValueError(f"widths needs >= 2 levels (before and after the 2x downsampling), got {self.widths}")
+            raise ValueError(
+                f"widths needs >= 2 levels (before and after the 2x downsampling), got {self.widths}"
+            )
         for w in self.widths:
             if w % self.groups:
                 raise ValueError(f"width {w} not divisible by groups={self.groups}")
@@ -74,6 +86,7 @@ def preset(name: str, **overrides) -> VAEConfig:
 
 # --- layers, each able to say which input frames an output range reads (for the receptive field) -----------
 
+
 def _conv_span(conv: nn.Conv1d, a: int, b: int) -> tuple[int, int]:
     """Input frames a 'same'-padded stride-1 conv reads for outputs [a, b]."""
     (k,), (d,) = conv.kernel_size, conv.dilation
@@ -82,7 +95,7 @@ def _conv_span(conv: nn.Conv1d, a: int, b: int) -> tuple[int, int]:
 
 
 class Norm(nn.Module):
-    """GroupNorm over channel groups, per frame (local) or over the whole sequence (``over_time``). (B, C, T)."""
+    """GroupNorm over channel groups, per frame (local) or over the sequence (``over_time``). (B, C, T)."""
 
     def __init__(self, channels: int, groups: int, over_time: bool, eps: float = 1e-6) -> None:
         super().__init__()
@@ -121,7 +134,7 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Stride-2 conv (kernel 3) with (0, 1) padding, as Make-An-Audio 2: (B, C, T) -> (B, C, T / 2), T even."""
+    """Stride-2 conv (kernel 3), (0, 1) padding, as Make-An-Audio 2: (B, C, T) -> (B, C, T / 2), T even."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -159,7 +172,9 @@ class DiagonalGaussian:
         return torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        noise = torch.randn(
+            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+        )
         return self.mean + self.std * noise
 
     def kl(self) -> torch.Tensor:
@@ -222,17 +237,20 @@ class VAEDecoder(nn.Module):
     def context_latents(self) -> tuple[int, int]:
         """(left, right) latent frames of real context that make chunked decoding equal full decoding.
 
-        Exact only with per-frame norms (``norm_over_time=False``); otherwise the receptive field is unbounded.
+        Exact only with per-frame norms (``norm_over_time=False``); otherwise the receptive field is
+        unbounded.
         """
         if self.cfg.norm_over_time:
-            raise ValueError("GroupNorm over time makes every output depend on the whole chunk: no finite context")
+            raise ValueError(
+                "GroupNorm over time makes every output depend on the whole chunk: no finite context"
+            )
         s = 1000
         lo, hi = self.input_span(2 * s, 2 * s + 1)  # the two mel frames of latent s
         return s - lo, hi - s
 
 
 class MelVAE(nn.Module):
-    """encode(mel) -> DiagonalGaussian; decode(z) -> mel. ``to_flow`` / ``from_flow`` apply the latent scale."""
+    """encode(mel) -> posterior; decode(z) -> mel. ``to_flow`` / ``from_flow`` apply the latent scale."""
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
@@ -262,12 +280,16 @@ class MelVAE(nn.Module):
 
 
 def latent_scale_from(z: torch.Tensor) -> float:
-    """1 / std of a batch of training latents: the value for ``VAEConfig.latent_scale`` (LDM, section 4.3.2)."""
+    """1 / std of a batch of training latents: ``VAEConfig.latent_scale`` (LDM, section 4.3.2)."""
     return float(1.0 / z.float().std())
 
 
 def vae_loss(
-    model: MelVAE, mel: torch.Tensor, *, generator: torch.Generator | None = None, kl_weight: float | None = None
+    model: MelVAE,
+    mel: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    kl_weight: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """L1 reconstruction (mean over mel elements) + kl_weight * KL (mean over latent elements).
 

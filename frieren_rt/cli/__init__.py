@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules in the order --help lists them. Only commands that exist are listed.
-SUBCOMMANDS: tuple[str, ...] = ("info", "assets", "world", "train")
+SUBCOMMANDS: tuple[str, ...] = ("info", "assets", "world", "train", "generate")
 
 __all__ = ["build_parser", "main"]
 

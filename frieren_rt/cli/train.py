@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="JSON config: {'common': {...}, '<stage>': {...}} overriding the defaults")
     p.add_argument("--steps", type=int, default=None, help="override the number of optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="override the batch size")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2: this machine's cores)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="checkpoint and stop after this long; run again to continue")
     p.set_defaults(func=run)
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from frieren_rt.train.stages import load_stage_config, run_stage  # noqa: PLC0415
 
-    cfg = load_stage_config(args.stage, args.config, steps=args.steps, batch_size=args.batch_size)
+    cfg = load_stage_config(args.stage, args.config, steps=args.steps, batch_size=args.batch_size,
+                            threads=args.threads)
     result = run_stage(args.stage, args.run, cfg, time_budget_s=args.time_budget)
     print(json.dumps({"stage": args.stage, **result}, indent=1))
     return 0

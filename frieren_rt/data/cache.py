@@ -23,11 +23,14 @@ __all__ = ["CacheConfig", "ClipRecord", "FeatureCache", "build_cache", "clip_rec
 @dataclass(frozen=True, kw_only=True)
 class CacheConfig:
     """world: world preset; duration: clip seconds; image_resolution: MobileNetV2 input side (chosen by the
-    per-frame cost measured in benchmarks/audio_stack.py); motion_grid: motion cells per side."""
+    per-frame cost measured in benchmarks/audio_stack.py); image_every: encode every k-th frame and hold its
+    features for the next k - 1 (10 fps of content at 30 fps video: what an object is changes slowly, while
+    the per-frame motion features carry event timing); motion_grid: motion cells per side."""
 
     world: str = "small"
     duration: float = 10.0
-    image_resolution: int = 128
+    image_resolution: int = 96
+    image_every: int = 3
     motion_grid: int = 4
     shard_size: int = 50
 
@@ -49,22 +52,36 @@ class ClipRecord:
 class FeatureExtractor:
     """Frozen per-frame visual features: MobileNetV2 pooled features + motion. frames (N, H, W, 3) uint8."""
 
-    def __init__(self, resolution: int, motion_grid: int) -> None:
+    def __init__(self, resolution: int, motion_grid: int, image_every: int = 1) -> None:
         from frieren_rt.vision import ImageEncoder  # noqa: PLC0415
 
         self.encoder = ImageEncoder.from_package(resolution=resolution).eval()
         self.motion_grid = motion_grid
+        self.image_every = image_every
 
     @torch.no_grad()
-    def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames (N, H, W, 3) uint8 -> image (N, 1280), motion (N, grid^2 + 1); previous (H, W, 3) or None."""
+    def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *, phase: int = 0,
+                 held: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (N, H, W, 3) uint8 -> image (N, 1280), motion (N, grid^2 + 1).
+
+        previous: (H, W, 3) frame shown before frames[0] (motion continuity across calls); phase: index of
+        frames[0] in the stream (frames with index % image_every == 0 are encoded, the others hold the last
+        encoded features); held: (1280,) features to hold for leading frames before the first encoded one.
+        """
         from frieren_rt.vision import motion_features  # noqa: PLC0415
 
-        chw = frames.permute(0, 3, 1, 2).unsqueeze(0)  # (1, N, 3, H, W)
+        chw = frames.permute(0, 3, 1, 2).contiguous().unsqueeze(0)  # (1, N, 3, H, W)
         prev = None if previous is None else previous.permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
-        image = self.encoder(chw)[0]
         motion = motion_features(chw, grid=self.motion_grid, previous=prev)[0]
-        return image, motion
+        index = torch.arange(phase, phase + frames.shape[0])
+        encode = torch.nonzero(index % self.image_every == 0).flatten()  # (K,) positions to encode
+        if len(encode) == 0 and held is None:
+            encode = torch.tensor([0])
+        image = self.encoder(chw[:, encode])[0] if len(encode) else torch.zeros(0, 1280)  # (K, 1280)
+        # Hold: each frame takes the newest encoded frame at or before it (or ``held`` before the first).
+        slot = torch.searchsorted(encode, torch.arange(frames.shape[0]), right=True) - 1  # (N,) in [-1, K)
+        bank = image if held is None else torch.cat([image, held.view(1, -1).to(image.dtype)])
+        return bank[slot], motion  # slot -1 reads ``held`` (last row) when given
 
 
 def clip_record(seed: int, cfg: CacheConfig, extractor: FeatureExtractor, logmel: torch.nn.Module) -> ClipRecord:
@@ -98,7 +115,7 @@ def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConf
     todo = [i for i in range(len(shards)) if not _shard_paths(folder, i)[1].is_file()]
     if not todo:
         return folder
-    extractor, logmel = FeatureExtractor(cfg.image_resolution, cfg.motion_grid), LogMel()
+    extractor, logmel = FeatureExtractor(cfg.image_resolution, cfg.motion_grid, cfg.image_every), LogMel()
     bar = tqdm(total=sum(len(shards[i]) for i in todo), desc=f"cache {folder.name}", unit="clip", disable=not progress)
     for i in todo:
         tensors, side = {}, {}

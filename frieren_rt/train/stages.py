@@ -344,6 +344,7 @@ def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float |
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
     torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # ReLU6/GELU nets on real images produce denormals: 1.4x on this CPU
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     result = STAGES[stage](run, cfg, time_budget_s=time_budget_s)

@@ -1,4 +1,4 @@
-"""Frozen visual features for the condition: MobileNetV2 image features, motion features, timestamp alignment."""
+"""Frozen visual features for the condition: MobileNetV2 features, motion features, timestamp alignment."""
 
 from .align import ProjectionConfig, VisualProjection, features_at_latents, features_at_times
 from .encoder import IMAGENET_MEAN, IMAGENET_STD, ImageEncoder, preprocess

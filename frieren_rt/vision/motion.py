@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .encoder import to_unit_float
 
-__all__ = ["motion_dim", "luma", "motion_features"]
+__all__ = ["luma", "motion_dim", "motion_features"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights
 

@@ -15,7 +15,7 @@ An offline clip is the same loop over hops (:func:`generate_offline`), so stream
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -210,6 +210,7 @@ def generate_offline(
     duration_s: float,
     *,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """A whole clip through the streaming loop: (F,) capture times + (F, D) features -> (N,) audio at the model
     rate, sample 0 at ``frame_times[0]``, N = round(duration_s * rate). Same seams and timing as streaming."""
@@ -217,9 +218,12 @@ def generate_offline(
     state = generator.new_stream(start_time=float(frame_times[0]), seed=seed)
     n = round(duration_s * g.model_sample_rate)
     chunks = []
-    for _ in range(math.ceil(n / g.hop_samples)):
+    hops = math.ceil(n / g.hop_samples)
+    for k in range(hops):
         audio, _ = generator.step([state], [(frame_times, features)])
         chunks.append(audio[0])
+        if progress is not None:
+            progress(k + 1, hops)
     chunks.append(generator.flush(state))
     delay = generator.stream_delay_samples
     return torch.cat(chunks)[delay : delay + n]

@@ -1,4 +1,4 @@
-"""HiFi-GAN universal: strict loading from the package files, output length, re-analysis error, receptive field."""
+"""HiFi-GAN universal: strict loading from the package, output length, re-analysis error, receptive field."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def _test_signal(seconds: float = 0.6, sr: int = 22050) -> torch.Tensor:
 @pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
 def test_fold_weight_norm_equals_torch_weight_norm():
     for conv in (nn.Conv1d(6, 4, 5), nn.ConvTranspose1d(6, 4, 8, 4)):
-        normed = nn.utils.weight_norm(conv)  # the deprecated API writes weight_g / weight_v keys, as the checkpoint
+        # The deprecated API writes weight_g / weight_v keys, as in the checkpoint.
+        normed = nn.utils.weight_norm(conv)
         with torch.no_grad():
             normed.weight_g.mul_(torch.rand_like(normed.weight_g) + 0.5)
             expected = torch._weight_norm(normed.weight_v, normed.weight_g, 0)
@@ -56,7 +57,11 @@ def test_receptive_field_from_layers_equals_the_gradient_support():
 
 def test_universal_loads_strictly_with_v1_shape(universal_hifigan):
     cfg = universal_hifigan.cfg
-    assert cfg.upsample_rates == (8, 8, 2, 2) and cfg.upsample_initial_channel == 512 and cfg.mel.sample_rate == 22050
+    assert (
+        cfg.upsample_rates == (8, 8, 2, 2)
+        and cfg.upsample_initial_channel == 512
+        and cfg.mel.sample_rate == 22050
+    )
     assert sum(p.numel() for p in universal_hifigan.parameters()) == 13_926_017  # 13.9 M (assets.md)
     assert not any(p.requires_grad for p in universal_hifigan.parameters())
 

@@ -79,11 +79,16 @@ def test_filterbank_matches_values_librosa_computes():
     )
     np.testing.assert_allclose(bank[0, :4], [0.0, 0.0155277206, 0.0226513892, 0.0071236696], atol=1e-9)
     np.testing.assert_allclose(
-        bank[40, 77:84], [0.0002958553, 0.0053154929, 0.0103351306, 0.0148954699, 0.0100649511, 0.0052344329,
-                          0.0004039143], atol=1e-9,
+        bank[40, 77:84],
+        [0.0002958553, 0.0053154929, 0.0103351306, 0.0148954699, 0.0100649511, 0.0052344329, 0.0004039143],
+        atol=1e-9,
     )
-    assert [tuple(np.flatnonzero(bank[i])[[0, -1]]) for i in (0, 20, 40, 79)] == [(1, 3), (35, 38), (77, 83),
-                                                                                 (345, 371)]
+    assert [tuple(np.flatnonzero(bank[i])[[0, -1]]) for i in (0, 20, 40, 79)] == [
+        (1, 3),
+        (35, 38),
+        (77, 83),
+        (345, 371),
+    ]
 
 
 def test_log_mel_matches_numpy_reference_on_a_chirp_with_noise():
@@ -93,7 +98,9 @@ def test_log_mel_matches_numpy_reference_on_a_chirp_with_noise():
     ours = log_mel(torch.from_numpy(y.astype(np.float32))).numpy()
     ref = _numpy_log_mel(y.astype(np.float32), HIFIGAN_22K)
     assert ours.shape == ref.shape == (80, num_frames(11025))
-    np.testing.assert_allclose(ours, ref, atol=2e-3)  # float32 STFT vs float64: log error grows near the floor
+    np.testing.assert_allclose(
+        ours, ref, atol=2e-3
+    )  # float32 STFT vs float64: log error grows near the floor
     loud = ref > -6
     np.testing.assert_allclose(ours[loud], ref[loud], atol=2e-4)
 

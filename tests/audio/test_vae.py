@@ -1,4 +1,4 @@
-"""The mel KL-VAE: shapes, posterior, loss, a few training steps, decoder receptive field and chunked decode."""
+"""The mel KL-VAE: shapes, posterior, loss, a few training steps, decoder receptive field, chunked decode."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_latent_scale_round_trips():
 def test_loss_falls_over_a_few_steps_on_a_toy_batch():
     model = _vae()
     t = torch.linspace(0, 1, 32)
-    mel = torch.stack([torch.outer(torch.linspace(-1, 1, 80), torch.sin(6.28 * (k + 1) * t)) for k in range(4)])
+    mel = torch.stack(
+        [torch.outer(torch.linspace(-1, 1, 80), torch.sin(6.28 * (k + 1) * t)) for k in range(4)]
+    )
     mel = mel * 2 - 5  # (4, 80, 32), log-mel-like range
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)

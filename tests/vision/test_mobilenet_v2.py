@@ -19,8 +19,13 @@ def test_architecture_has_torchvisions_parameter_count_and_key_names():
     model = MobileNetV2()
     assert sum(p.numel() for p in model.parameters()) == 3_504_872  # torchvision mobilenet_v2
     keys = set(model.state_dict())
-    assert {"features.0.0.weight", "features.1.conv.1.weight", "features.2.conv.3.running_var",
-            "features.18.1.num_batches_tracked", "classifier.1.bias"} <= keys
+    assert {
+        "features.0.0.weight",
+        "features.1.conv.1.weight",
+        "features.2.conv.3.running_var",
+        "features.18.1.num_batches_tracked",
+        "classifier.1.bias",
+    } <= keys
 
 
 def test_checkpoint_loads_strictly_with_weights_only(mobilenet):
@@ -31,7 +36,9 @@ def test_checkpoint_loads_strictly_with_weights_only(mobilenet):
 
 def test_constant_image_gives_stable_logits_and_sane_features(mobilenet):
     grey = torch.full((2, 3, 96, 96), 128, dtype=torch.uint8)
-    noise = torch.randint(0, 256, (1, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    noise = torch.randint(
+        0, 256, (1, 3, 96, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         x = preprocess(torch.cat([grey, noise]), 96)
         feats = mobilenet.pooled(x)
@@ -54,8 +61,9 @@ def _photo(name: str) -> torch.Tensor:
     return torch.from_numpy(frame).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8
 
 
-@pytest.mark.parametrize(("name", "label"), [("beach3.jpg", SEASHORE), ("canyon2.jpg", CLIFF),
-                                             ("mountain6.jpg", ALP)])
+@pytest.mark.parametrize(
+    ("name", "label"), [("beach3.jpg", SEASHORE), ("canyon2.jpg", CLIFF), ("mountain6.jpg", ALP)]
+)
 def test_public_domain_landscape_photos_classify_as_landscapes(mobilenet, name, label):
     with torch.inference_mode():
         probs = mobilenet(preprocess(_photo(name), 224)).softmax(-1)[0]
@@ -66,7 +74,9 @@ def test_public_domain_landscape_photos_classify_as_landscapes(mobilenet, name, 
 def test_image_encoder_returns_frozen_per_frame_features(mobilenet):
     encoder = ImageEncoder(mobilenet, resolution=96).train()
     assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
-    frames = torch.randint(0, 256, (2, 3, 3, 72, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    frames = torch.randint(
+        0, 256, (2, 3, 3, 72, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     feats = encoder(frames)
     assert feats.shape == (2, 3, 1280)
     with torch.inference_mode():

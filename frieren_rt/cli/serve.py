@@ -1,0 +1,62 @@
+"""``frieren-rt serve``: the live Foley server (page, POST /offer, WHIP/WHEP) on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Model options shared by serve and demo."""
+    p.add_argument("--model", type=Path, default=None, metavar="DIR",
+                   help="training run folder holding the model stage and vae.safetensors")
+    p.add_argument("--random-model", action="store_true",
+                   help="debug: a tiny randomly initialised model (its audio is NOISE, for testing the transport)")
+    p.add_argument("--window", type=float, default=1.6, metavar="S", help="generation window, seconds")
+    p.add_argument("--hop", type=float, default=0.2, metavar="S", help="generation hop, seconds")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+
+
+def engine_factory(args: argparse.Namespace):  # noqa: ANN201
+    """A zero-argument engine factory from the parsed options; checks the model files before returning."""
+    import torch  # noqa: PLC0415
+
+    from frieren_rt.streaming.builders import EngineOptions, build_engine, find_model_file, random_engine  # noqa: PLC0415
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device)
+    if args.random_model:
+        print("WARNING: --random-model: an untrained random model; the generated audio is noise")
+        return lambda: random_engine(options)
+    find_model_file(args.model)  # fail now, with the reason, rather than at the first connection
+    return lambda: build_engine(args.model, options)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve live video-to-audio over WebRTC: a browser page, POST /offer, WHIP ingest, WHEP playback",
+        description="Serve the live engine. Open http://HOST:PORT/ for the page (camera, screen or a world clip "
+        "in, generated audio out); OBS and other WHIP clients publish to /whip (Bearer --token), players pull "
+        "the audio from /whep/SESSION. Binds 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--max-sessions", type=int, default=4, help="publishing sessions at once (503 beyond)")
+    p.add_argument("--token", default=None, help="bearer token required by /whip and /whep")
+    p.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server URL (repeatable; none by default)")
+    add_engine_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_sessions < 1:
+        raise ValueError("--max-sessions must be >= 1")
+    from frieren_rt.streaming.server import ServerConfig, serve  # noqa: PLC0415
+
+    factory = engine_factory(args)
+    config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
+                          ice_servers=tuple(args.ice_server))
+    serve(config, engine=factory)
+    return 0

@@ -1,0 +1,133 @@
+"""The shipped model as one object: visual features -> windowed flow generation -> VAE decode -> vocoder.
+
+``FoleyPipeline.from_dir`` loads the trained weights (``frieren_rt/weights/`` by default) and builds the one
+``WindowedGenerator`` that both offline ``generate`` and the streaming engine run, so a long clip has the same
+seams, timing and continuity as a live stream (issue 3, "Offline generation").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from frieren_rt.flow import cfg_velocity, dopri5, euler
+from frieren_rt.model.foley import FoleyModel
+from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
+
+__all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "VARIANTS"]
+
+# Shipped model variants (issue 3, "Shipped weights") and the CFG scale each is sampled with by default:
+# the base and reflow models use CFG 4.5 (Frieren); the distilled student has CFG inside its guided velocity
+# (two passes); "single" folded CFG into its weights (one pass, no guidance at run time).
+VARIANTS: dict[str, float] = {"base": 4.5, "reflow": 4.5, "distill": 4.5, "single": 1.0}
+DEFAULT_STEPS: dict[str, int] = {"base": 25, "reflow": 1, "distill": 1, "single": 1}
+
+
+def default_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationOptions:
+    """variant: which shipped model; steps: Euler steps (None = the variant's default); sampler: "euler" or
+    "dopri5"; cfg: guidance scale (None = the variant's default; 1 = conditional only, one pass)."""
+
+    variant: str = "distill"
+    steps: int | None = None
+    sampler: Literal["euler", "dopri5"] = "euler"
+    cfg: float | None = None
+    window_s: float = 1.6
+    hop_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+
+    @property
+    def scale(self) -> float:
+        return VARIANTS[self.variant] if self.cfg is None else self.cfg
+
+    @property
+    def num_steps(self) -> int:
+        return DEFAULT_STEPS[self.variant] if self.steps is None else self.steps
+
+
+class GuidedModel(nn.Module):
+    """The velocity contract with CFG inside: both branches as one doubled batch (scale 1: one pass)."""
+
+    def __init__(self, model: FoleyModel, scale: float) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1.0:
+            return self.model(x, t, cond, **kw)
+        return cfg_velocity(self.model, cond, None, self.scale, **kw)(x, t)
+
+
+def make_sampler(options: GenerationOptions):
+    if options.sampler == "dopri5":
+        return lambda v, x0: dopri5(v, x0)
+    return lambda v, x0: euler(v, x0, options.num_steps)
+
+
+class FoleyPipeline:
+    """features (frames -> per-frame features), model, VAE, vocoder and geometry, joined for generation."""
+
+    def __init__(self, *, model: FoleyModel, vae: nn.Module, vocoder: nn.Module, features, options: GenerationOptions,
+                 device: str = "cpu") -> None:
+        self.model, self.vae, self.vocoder, self.features = model.eval(), vae.eval(), vocoder.eval(), features
+        self.options = options
+        self.geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
+        self.device = device
+
+    @classmethod
+    def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions()) -> FoleyPipeline:
+        from frieren_rt.audio.hifigan import HifiganGenerator  # noqa: PLC0415
+        from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
+        from frieren_rt.train.stages import load_vae  # noqa: PLC0415
+
+        folder = Path(weights) if weights is not None else default_weights_dir()
+        missing = [f for f in (f"{options.variant}.safetensors", "vae.safetensors") if not (folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"model files missing in {folder}: {', '.join(missing)} (train them with 'frieren-rt train ...' "
+                "or point --weights at a folder that has them)")
+        cc = CacheConfig()
+        return cls(model=FoleyModel.from_pretrained(folder / f"{options.variant}.safetensors"),
+                   vae=load_vae(folder / "vae.safetensors"), vocoder=HifiganGenerator.from_package(),
+                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every), options=options)
+
+    def generator(self) -> WindowedGenerator:
+        vae = self.vae
+        return WindowedGenerator(
+            geometry=self.geometry, velocity=GuidedModel(self.model, self.options.scale),
+            decoder=lambda z: vae.decode(vae.from_flow(z)), vocoder=self.vocoder,
+            latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device)
+
+    @torch.no_grad()
+    def frame_features(self, frames: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, feature_dim) [image | motion] features."""
+        image, motion = self.features(torch.from_numpy(np.ascontiguousarray(frames)))
+        return torch.cat([image.float(), motion.float()], dim=-1)
+
+    @torch.no_grad()
+    def generate(self, frames: np.ndarray, times: np.ndarray, duration: float, *, seed: int = 0,
+                 progress=None) -> np.ndarray:
+        """Audio (round(duration * 22050),) float32 for frames (N, H, W, 3) shown at ``times`` (N,) seconds.
+        progress: optional callable(done_hops, total_hops)."""
+        feats = self.frame_features(frames)
+        audio = generate_offline(self.generator(), torch.as_tensor(times, dtype=torch.float64), feats, duration,
+                                 seed=seed, progress=progress)
+        return audio.numpy().astype(np.float32)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.geometry.model_sample_rate

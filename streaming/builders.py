@@ -1,0 +1,195 @@
+"""Engines for the server and demo: the real one from a training run's files, or a tiny random debug one.
+
+:func:`build_engine` wires a trained run (``frieren-rt train``'s output folder) into an :class:`Engine`: the
+Foley model (``single`` > ``distill`` > ``reflow`` > ``base`` .safetensors), the run's VAE decoder, the cached
+HiFi-GAN vocoder and the MobileNetV2 + motion feature extractor. :func:`random_engine` builds the same pipeline
+shape from randomly initialised tiny stages: it produces noise, and exists to test the transport.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from frieren_rt.streaming.clock import Clock, MonotonicClock
+from frieren_rt.streaming.engine import Engine, EngineConfig
+from frieren_rt.windowing import StreamGeometry, WindowedGenerator, context_latents_for, euler_sampler
+
+__all__ = ["MODEL_FILES", "ArrayFeatures", "PooledColourFeatures", "build_engine", "find_model_file",
+           "random_engine"]
+
+# Stage files of a training run, best student first, with the Euler steps each is trained for.
+MODEL_FILES: tuple[tuple[str, int], ...] = (
+    ("single.safetensors", 1), ("distill.safetensors", 1), ("reflow.safetensors", 4), ("base.safetensors", 16))
+
+
+class ArrayFeatures:
+    """Adapts ``fn(frames (N, H, W, 3) uint8) -> (N, D)`` to the engine's list-of-frames extractor contract."""
+
+    def __init__(self, fn: Callable[[np.ndarray], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, frames: Sequence[Any]) -> torch.Tensor:
+        out = self.fn(np.stack([np.asarray(f) for f in frames]))  # (N, D)
+        return torch.as_tensor(out, dtype=torch.float32)
+
+
+class PooledColourFeatures:
+    """Debug features: mean colour on a ``grid`` x ``grid`` layout through a fixed random projection. (N, D).
+
+    Cheap and deterministic, so the random engine reacts to the picture without a vision model."""
+
+    def __init__(self, dim: int = 16, grid: int = 4, seed: int = 0) -> None:
+        self.grid = grid
+        g = torch.Generator().manual_seed(seed)
+        self.proj = torch.randn(grid * grid * 3, dim, generator=g) / math.sqrt(grid * grid * 3)
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(255.0)  # (N, H, W, 3)
+        x = x.permute(0, 3, 1, 2)  # (N, 3, H, W)
+        pooled = nn.functional.adaptive_avg_pool2d(x, self.grid).flatten(1)  # (N, 3 * grid^2)
+        return (pooled - 0.5) @ self.proj
+
+
+class _RandomDecoder(nn.Module):
+    """Latents (B, C, T) -> mel-like (B, M, 2T): 2x upsampling and a random kernel-3 conv."""
+
+    def __init__(self, channels: int, mels: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(channels, mels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv(z.repeat_interleave(2, dim=-1))
+
+
+class _ToneVocoder(nn.Module):
+    """Mel-like (B, M, Tm) -> (B, 256 Tm): each band drives a Hann-windowed tone burst (hop 256, overlap-add);
+    the output is squashed to [-0.5, 0.5] so random latents cannot clip."""
+
+    def __init__(self, mels: int = 8, rate: int = 22050) -> None:
+        super().__init__()
+        k = torch.arange(512, dtype=torch.float64)
+        freqs = 220.0 * 2 ** (torch.arange(mels, dtype=torch.float64) / 2)
+        kern = torch.hann_window(512, periodic=False, dtype=torch.float64) * torch.sin(
+            2 * math.pi * freqs[:, None] * k / rate)
+        self.up = nn.ConvTranspose1d(mels, 1, 512, stride=256, padding=128, bias=False)
+        with torch.no_grad():
+            self.up.weight.copy_(kern[:, None].float() / mels)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.tanh(self.up(mel)[:, 0])
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """Shared knobs. window_s/hop_s: generation window and hop; device: torch device; clock: None = real."""
+
+    window_s: float = 1.6
+    hop_s: float = 0.2
+    device: str = "cpu"
+    max_batch: int = 8
+    latency_s: float | None = None
+
+
+def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
+                  feature_dim: int = 16, seed: int = 0) -> Engine:
+    """A tiny randomly initialised engine (noise, for transport tests and debugging; no files needed)."""
+    from frieren_rt.model import VectorField, preset  # noqa: PLC0415
+
+    torch.manual_seed(seed)
+    channels = 8
+    field = VectorField(preset("small", depth=1, hidden=64, heads=1, cond_dim=32, raw_cond_dim=feature_dim,
+                               zero_init=False, latent_channels=channels)).eval()
+    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
+    generator = WindowedGenerator(geometry=geometry, velocity=field, decoder=_RandomDecoder(channels).eval(),
+                                  vocoder=_ToneVocoder().eval(), latent_channels=channels,
+                                  sampler=euler_sampler(1), device=options.device)
+    return Engine(generator=generator, features=ArrayFeatures(PooledColourFeatures(feature_dim)),
+                  clock=clock or MonotonicClock(),
+                  config=EngineConfig(feature_dim=feature_dim, max_batch=options.max_batch,
+                                      latency_s=options.latency_s))
+
+
+def find_model_file(model_dir: Path | None) -> tuple[Path, int]:
+    """The best trained stage in ``model_dir`` and its sampling steps; a clear error when there is none."""
+    how = ("train one with 'frieren-rt train' (its run folder is the model folder), or pass --random-model "
+           "to serve noise from a tiny random model")
+    if model_dir is None:
+        raise FileNotFoundError(f"no model folder given (--model DIR); {how}")
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder {model_dir} does not exist; {how}")
+    for name, steps in MODEL_FILES:
+        if (model_dir / name).is_file():
+            return model_dir / name, steps
+    names = ", ".join(n for n, _ in MODEL_FILES)
+    raise FileNotFoundError(f"{model_dir} holds none of the model files {names}; {how}")
+
+
+class MotionAwareFeatures:
+    """The shipped extractor (MobileNetV2 image + motion, frieren_rt.data.cache.FeatureExtractor) over frames
+    from several sessions in one batch: pixels with ``.key`` and ``.rgb`` (webrtc.StreamFrame); motion and the image-every-k phase continue per
+    key across calls, so sessions never see each other's frames as motion."""
+
+    def __init__(self, extractor: Any) -> None:
+        self.extractor = extractor
+        self._state: dict[Hashable, tuple[torch.Tensor, int, torch.Tensor | None]] = {}
+
+    def __call__(self, frames: Sequence[Any]) -> torch.Tensor:
+        out: list[torch.Tensor | None] = [None] * len(frames)
+        keys: dict[Hashable, list[int]] = {}
+        for i, f in enumerate(frames):
+            keys.setdefault(f.key, []).append(i)
+        for key, idx in keys.items():
+            rgb = torch.from_numpy(np.stack([frames[i].rgb for i in idx]))  # (n, H, W, 3) uint8
+            prev, phase, held = self._state.get(key, (None, 0, None))
+            image, motion = self.extractor(rgb, prev, phase=phase, held=held)
+            self._state[key] = (rgb[-1], phase + len(idx), image[-1])
+            for j, i in enumerate(idx):
+                out[i] = torch.cat([image[j].float(), motion[j].float()])
+        return torch.stack(out)  # type: ignore[arg-type]
+
+
+def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(), *,
+                 clock: Clock | None = None) -> Engine:
+    """The real engine from a training run folder (model stage, ``vae.safetensors``, its ``cache_train``
+    config) plus the cached HiFi-GAN vocoder. Raises FileNotFoundError naming the missing file and its source."""
+    model_path, steps = find_model_file(model_dir)
+    assert model_dir is not None
+    vae_path = Path(model_dir) / "vae.safetensors"
+    if not vae_path.is_file():
+        raise FileNotFoundError(f"VAE weights {vae_path} are missing: the run's 'vae' stage writes them "
+                                "('frieren-rt train' on the same run folder)")
+    from frieren_rt.audio.hifigan import HifiganGenerator  # noqa: PLC0415
+    from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
+    from frieren_rt.model.foley import FoleyModel  # noqa: PLC0415
+    from frieren_rt.train.stages import load_vae  # noqa: PLC0415
+
+    model = FoleyModel.from_pretrained(model_path).to(options.device)
+    vae = load_vae(vae_path).to(options.device)
+    vocoder = HifiganGenerator.from_package().to(options.device)  # AssetMissingError names 'assets fetch'
+    meta = Path(model_dir) / "cache_train" / "cache.json"
+    cache_cfg = CacheConfig(**json.loads(meta.read_text())["config"]) if meta.is_file() else CacheConfig()
+    extractor = FeatureExtractor(cache_cfg.image_resolution, cache_cfg.motion_grid, cache_cfg.image_every)
+    left_latents, _ = vae.decoder.context_latents()
+    left_mels, _ = vocoder.context_frames()
+    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s,
+                              context_latents=context_latents_for(left_latents, left_mels))
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return vae.decode(vae.from_flow(z))  # (B, C, T) flow latents -> (B, 80, 2T) log-mel
+
+    generator = WindowedGenerator(geometry=geometry, velocity=model, decoder=decode, vocoder=vocoder,
+                                  latent_channels=model.latent_channels, sampler=euler_sampler(steps),
+                                  device=options.device)
+    return Engine(generator=generator, features=MotionAwareFeatures(extractor), clock=clock or MonotonicClock(),
+                  config=EngineConfig(feature_dim=model.cfg.feature_dim, max_batch=options.max_batch,
+                                      latency_s=options.latency_s))

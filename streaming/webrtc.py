@@ -1,0 +1,358 @@
+"""WebRTC media stages between aiortc peer connections and engine sessions.
+
+Per session: :class:`VideoIngest` pulls the peer's video (draining aiortc's unbounded receive queue to the
+newest frame, aiortc issues 1192/104/64), converts it to RGB off the event loop and pushes it with a capture time
+on the engine clock; :class:`GeneratedAudioTrack` turns the engine's paced 20 ms mono frames into the s16 stereo
+48 kHz frames aiortc's Opus encoder expects. :class:`PeerSession` owns one peer connection, its engine session
+and the listeners (WHEP players) of its audio, and closes everything once the peer goes away.
+
+ICE: the default configuration has no STUN/TURN server (RTCConfiguration(iceServers=[]): the machines have no
+internet), and :func:`ice_host_addresses` can restrict aioice's host candidates to loopback, which aioice
+otherwise leaves out (../shared/reference/environment.md, "aiortc").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from frieren_rt.streaming.clock import Clock
+from frieren_rt.streaming.engine import Engine, EngineSession, VideoFrame
+
+__all__ = [
+    "AUDIO_RATE",
+    "AUDIO_FRAME",
+    "CaptureTimeMapper",
+    "GeneratedAudioTrack",
+    "LevelMeter",
+    "PeerSession",
+    "StreamFrame",
+    "VideoSize",
+    "VideoIngest",
+    "ice_host_addresses",
+    "new_peer_connection",
+    "to_s16_stereo",
+]
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48000
+AUDIO_FRAME = 960  # 20 ms: the Opus frame WebRTC uses (RFC 7587)
+
+
+# --- ICE -----------------------------------------------------------------------------------------------------
+def new_peer_connection(ice_servers: Sequence[str] = ()) -> RTCPeerConnection:
+    """A peer connection with exactly the given STUN/TURN URLs (none by default: no traffic leaves the host)."""
+    servers = [RTCIceServer(urls=url) for url in ice_servers]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+@contextlib.contextmanager
+def ice_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
+    """Make aioice offer exactly ``addresses`` as host candidates while the context is open.
+
+    aioice's gathering skips 127.0.0.1 and offers every other interface; a server bound to loopback (and every
+    test) must offer loopback only. aioice has no option for this, so its address lookup is replaced for the
+    process and restored on exit.
+    """
+    import aioice.ice  # noqa: PLC0415
+
+    original = aioice.ice.get_host_addresses
+    wanted = list(addresses)
+
+    def lookup(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in wanted if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = lookup
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+# --- audio out -----------------------------------------------------------------------------------------------
+def to_s16_stereo(samples: np.ndarray, index: int, *, rate: int = AUDIO_RATE) -> av.AudioFrame:
+    """Mono float32 (n,) in [-1, 1] -> packed s16 stereo frame with pts = index * n (time base 1 / rate)."""
+    s16 = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    interleaved = np.repeat(s16, 2)[None, :]  # (1, 2n): L R L R ...
+    frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout="stereo")
+    frame.sample_rate = rate
+    frame.pts = index * len(samples)
+    frame.time_base = Fraction(1, rate)
+    return frame
+
+
+class LevelMeter:
+    """Running audio level for the page: RMS (dBFS) of the last frame and a decaying peak."""
+
+    def __init__(self) -> None:
+        self.rms_db = -120.0
+        self.peak = 0.0
+        self.frames = 0
+        self.silent_frames = 0
+
+    def update(self, samples: np.ndarray, silent: bool) -> None:
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+        self.rms_db = 20.0 * np.log10(max(rms, 1e-6))
+        self.peak = max(float(np.abs(samples).max(initial=0.0)), self.peak * 0.95)
+        self.frames += 1
+        self.silent_frames += int(silent)
+
+
+class GeneratedAudioTrack(MediaStreamTrack):
+    """The engine session's audio as an aiortc track: 20 ms s16 stereo 48 kHz frames, paced by the engine
+    (one frame per 20 ms of its clock, silence on underrun), so aiortc's as-fast-as-possible ``recv`` loop
+    never runs ahead."""
+
+    kind = "audio"
+
+    def __init__(self, session: EngineSession, meter: LevelMeter | None = None) -> None:
+        super().__init__()
+        self.session = session
+        self.meter = meter or LevelMeter()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self.session.recv_audio()
+        self.meter.update(frame.samples, frame.silent)
+        return to_s16_stereo(frame.samples, frame.index)
+
+
+# --- video in ------------------------------------------------------------------------------------------------
+class CaptureTimeMapper:
+    """RTP presentation times -> capture times on the engine clock.
+
+    The first frame's arrival anchors the stream: capture = anchor + (pts - pts0) * time_base. A frame can never
+    have been captured after it arrived, so when network jitter makes a frame arrive earlier than the anchor
+    implies, the anchor moves back; when the sender's timestamps fall more than ``max_lag_s`` behind arrival
+    (a paused or slow sender clock), the anchor moves forward, so timestamps never fall behind for ever.
+    """
+
+    def __init__(self, *, max_lag_s: float = 1.0) -> None:
+        self.max_lag_s = max_lag_s
+        self._anchor: float | None = None
+        self._pts0 = 0.0
+
+    def map(self, pts_s: float, arrival: float) -> float:
+        """pts_s: the frame's presentation time in seconds; arrival: clock time it arrived."""
+        if self._anchor is None:
+            self._anchor, self._pts0 = arrival, pts_s
+        t = self._anchor + pts_s - self._pts0
+        if t > arrival:
+            self._anchor -= t - arrival
+            t = arrival
+        elif t < arrival - self.max_lag_s:
+            self._anchor += arrival - self.max_lag_s - t
+            t = arrival - self.max_lag_s
+        return t
+
+
+@dataclass(frozen=True)
+class VideoSize:
+    """Size frames are converted to before the feature extractor (all sessions share one batch)."""
+
+    width: int = 160
+    height: int = 120
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """Pixels handed to the engine: the RGB array tagged with its session, so an extractor with per-stream
+    state (motion) can tell sessions apart in a shared batch; ``np.asarray`` gives the (H, W, 3) array."""
+
+    key: str
+    rgb: np.ndarray
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.rgb if dtype is None else self.rgb.astype(dtype)
+
+
+def frame_to_rgb(frame: av.VideoFrame, size: VideoSize) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB at ``size`` (scaling by libswscale)."""
+    return frame.to_ndarray(format="rgb24", width=size.width, height=size.height)
+
+
+class VideoIngest:
+    """Pulls a remote video track into an engine session: latest wins, conversion off the event loop."""
+
+    def __init__(self, track: MediaStreamTrack, session: EngineSession, clock: Clock, size: VideoSize) -> None:
+        self.track = track
+        self.session = session
+        self.clock = clock
+        self.size = size
+        self.mapper = CaptureTimeMapper()
+        self.frames_in = 0
+        self.frames_skipped = 0  # stale frames drained from aiortc's queue without conversion
+
+    def _newest(self, frame: Any) -> Any:
+        """Drop every frame already queued behind ``frame`` (aiortc's RemoteStreamTrack queue is unbounded)."""
+        queue = getattr(self.track, "_queue", None)
+        while queue is not None and not queue.empty():
+            nxt = queue.get_nowait()
+            if nxt is None:  # end of track: put the marker back for the next recv
+                queue.put_nowait(None)
+                break
+            frame = nxt
+            self.frames_skipped += 1
+        return frame
+
+    async def run(self) -> None:
+        """Until the track ends."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                return
+            arrival = self.clock.now()
+            frame = self._newest(frame)
+            self.frames_in += 1
+            pts_s = float(frame.pts * frame.time_base) if frame.pts is not None else arrival
+            t0 = time.perf_counter()
+            rgb = await loop.run_in_executor(None, frame_to_rgb, frame, self.size)
+            decode_s = time.perf_counter() - t0
+            pixels = StreamFrame(str(self.session.id), rgb)
+            self.session.push_frame(VideoFrame(pixels, self.mapper.map(pts_s, arrival), decode_s=decode_s))
+
+
+async def discard(track: MediaStreamTrack) -> None:
+    """Consume a track nobody uses (a publisher's microphone) so aiortc's unbounded queue never grows."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+# --- one peer ------------------------------------------------------------------------------------------------
+class PeerSession:
+    """One publishing peer: its connection, engine session, audio fan-out and player connections.
+
+    The audio source is paced once and fanned out through a MediaRelay (buffered per consumer, each consumer an
+    RTP sender pulling in real time), so the page's own connection and any WHEP players hear the same stream.
+    ``closed`` is set once every resource is released.
+    """
+
+    def __init__(self, session_id: str, *, pc: RTCPeerConnection, engine: Engine, size: VideoSize,
+                 seed: int | None = None, connect_timeout_s: float = 20.0) -> None:
+        self.id = session_id
+        self.pc = pc
+        self.engine = engine
+        self.engine_session = engine.open_session(session_id, seed=seed)
+        self.audio = GeneratedAudioTrack(self.engine_session)
+        self.relay = MediaRelay()
+        self.size = size
+        self.ingest: VideoIngest | None = None
+        self.players: dict[str, RTCPeerConnection] = {}
+        self.created = time.monotonic()
+        self.closed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_state)
+        self._spawn(self._connect_watchdog(connect_timeout_s))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference (RUF006) until done
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def stream_delay_s(self) -> float:
+        """The first emitted sample stands for this long before the first frame's capture (held crossfade)."""
+        gen = self.engine.generator
+        return gen.stream_delay_samples / gen.geometry.model_sample_rate
+
+    def audio_track(self) -> MediaStreamTrack:
+        """A new consumer of this session's generated audio."""
+        return self.relay.subscribe(self.audio, buffered=True)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self.ingest is None:
+            self.ingest = VideoIngest(track, self.engine_session, self.engine.clock, self.size)
+            self._spawn(self._ingest_then_close(self.ingest))
+        else:
+            self._spawn(discard(track))
+
+    async def _ingest_then_close(self, ingest: VideoIngest) -> None:
+        await ingest.run()
+        await self.close()  # the publisher's video ended: the session is over
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close()
+
+    async def _connect_watchdog(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if self.pc.connectionState != "connected":
+            log.info("session %s never connected; closing", self.id)
+            await self.close()
+
+    async def add_player(self, player_id: str, pc: RTCPeerConnection) -> None:
+        self.players[player_id] = pc
+
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.remove_player(player_id)
+
+        pc.on("connectionstatechange", on_state)
+
+    async def remove_player(self, player_id: str) -> bool:
+        pc = self.players.pop(player_id, None)
+        if pc is not None:
+            await pc.close()
+        return pc is not None
+
+    async def close(self) -> None:
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.engine.close_session(self.id)
+        self.audio.stop()
+        for pid in list(self.players):
+            await self.remove_player(pid)
+        await self.pc.close()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        self.closed.set()
+
+    def stats(self) -> dict[str, Any]:
+        s = self.engine_session.stats()
+        timings = list(self.engine_session.timings)
+        compute = sorted(t.total for t in timings)
+        m = self.audio.meter
+        return {
+            "id": self.id,
+            "state": self.pc.connectionState,
+            "latency_s": s.latency_s,
+            "stream_delay_s": self.stream_delay_s,
+            "hops": s.hops,
+            "frames_received": s.frames_received,
+            "frames_dropped": s.frames_dropped + (self.ingest.frames_skipped if self.ingest else 0),
+            "underruns": s.underruns,
+            "late_samples": s.late_samples,
+            "skipped_hops": s.skipped_hops,
+            "fifo_depth": s.fifo_depth,
+            "audio_frames": m.frames,
+            "silent_frames": m.silent_frames,
+            "level_db": round(m.rms_db, 1),
+            "peak": round(m.peak, 4),
+            "compute_p50_s": compute[len(compute) // 2] if compute else None,
+            "compute_p95_s": compute[int(0.95 * (len(compute) - 1))] if compute else None,
+            "players": len(self.players),
+            "age_s": round(time.monotonic() - self.created, 3),
+        }

@@ -1,0 +1,201 @@
+"""A server on 127.0.0.1 with the tiny random engine, for the transport tests (ICE offers loopback only)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from frieren_rt.streaming.builders import random_engine
+from frieren_rt.streaming.server import ENGINE, SESSIONS, ServerConfig, bound_port, create_app, start
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: web.Application | None = None, **config: object) -> AsyncIterator[tuple[web.Application, str]]:
+    app = app or create_app(ServerConfig(port=0, **config), engine=random_engine)  # type: ignore[arg-type]
+    runner = await start(app, "127.0.0.1", 0)
+    try:
+        yield app, f"http://127.0.0.1:{bound_port(runner)}"
+    finally:
+        await runner.cleanup()
+
+
+def open_sessions(app: web.Application) -> int:
+    return len(app[SESSIONS].sessions)
+
+
+async def get_json(url: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, await r.json()
+
+
+# --- tests ---------------------------------------------------------------------------------------------------
+import asyncio  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from frieren_rt.streaming import client  # noqa: E402
+from frieren_rt.streaming.latency import first_audio_latency  # noqa: E402
+
+FPS = 30
+
+
+@pytest.mark.parametrize("codec", ["video/VP8", "video/H264"])
+def test_offer_client_sends_video_and_receives_continuous_20ms_audio_with_reported_latency(codec: str) -> None:
+    async def scenario() -> None:
+        async with running_server() as (app, base):
+            pub = await client.publish_offer(base, client.synthetic_frames(60), FPS, codec=codec)
+            await asyncio.sleep(2.0)
+            status, stats = await get_json(f"{base}/stats/{pub.session}")
+            await pub.close()
+        rec = pub.recorder
+        audio = rec.received()
+        assert status == 200 and stats["state"] == "connected"
+        assert stats["frames_received"] >= 40 and stats["hops"] >= 5
+        assert set(rec.frame_sizes) == {960} and rec.sample_rates == {48000}  # 20 ms frames, 48 kHz
+        gaps = np.diff(audio.arrivals[5:])
+        assert len(audio.arrivals) >= 80 and gaps.max() < 0.2  # arrives continuously
+        assert stats["underruns"] == 0 and stats["level_db"] > -120
+        lat = first_audio_latency(audio, pub.video.capture_times[0], pub.info["stream_delay_s"])
+        assert lat is not None
+        # engine latency plus transport (video ~40 ms one way, aiortc's 80 ms receive jitter buffer)
+        assert stats["latency_s"] < lat < stats["latency_s"] + 0.4
+        assert pub.info["latency_s"] == pytest.approx(stats["latency_s"])
+
+    asyncio.run(scenario())
+
+
+def test_client_disconnect_frees_its_session_within_one_second() -> None:
+    async def scenario() -> float:
+        async with running_server() as (app, base):
+            pub = await client.publish_offer(base, client.synthetic_frames(30), FPS)
+            await client.wait_for(lambda: open_sessions(app) == 1, 2.0)
+            await asyncio.sleep(0.5)
+            t0 = time.monotonic()
+            await pub.pc.close()  # the client goes away without any HTTP call
+            await client.wait_for(lambda: open_sessions(app) == 0, 3.0)
+            freed = time.monotonic() - t0
+            assert not app[SESSIONS].sessions
+            assert not app[ENGINE].sessions  # the engine session went with it
+            await pub.recorder.stop()
+        return freed
+
+    assert asyncio.run(scenario()) < 1.0
+
+
+@pytest.mark.parametrize("body", [
+    {"sdp": "hello", "type": "offer"},
+    {"sdp": "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", "type": "offer"},
+    {"sdp": "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n"
+            "a=rtpmap:96 VP8/90000\r\na=sendonly\r\n", "type": "offer"},
+    {"sdp": "v=0", "type": "answer"},
+])
+def test_malformed_offer_is_refused_with_400_and_a_reason(body: dict) -> None:
+    async def scenario() -> tuple[int, dict, int]:
+        async with running_server() as (app, base):
+            async with aiohttp.ClientSession() as http, http.post(f"{base}/offer", json=body) as r:
+                return r.status, await r.json(), open_sessions(app)
+
+    status, reply, left = asyncio.run(scenario())
+    assert status == 400 and reply["error"] and left == 0
+
+
+def test_beyond_max_sessions_503_while_the_others_keep_streaming() -> None:
+    async def scenario() -> None:
+        async with running_server(max_sessions=2) as (app, base):
+            pubs = [await client.publish_offer(base, client.synthetic_frames(30, seed=i), FPS) for i in range(2)]
+            with pytest.raises(ConnectionError, match="503"):
+                await client.publish_offer(base, client.synthetic_frames(30), FPS)
+            before = [len(p.recorder.chunks) for p in pubs]
+            await asyncio.sleep(1.0)
+            after = [len(p.recorder.chunks) for p in pubs]
+            assert all(a - b >= 40 for a, b in zip(after, before))  # ~50 frames of 20 ms each per second
+            for p in pubs:
+                _, s = await get_json(f"{base}/stats/{p.session}")
+                assert s["state"] == "connected" and s["underruns"] == 0
+            await pubs[0].close()
+            await client.wait_for(lambda: open_sessions(app) == 1, 2.0)
+            third = await client.publish_offer(base, client.synthetic_frames(30), FPS)  # a freed slot is reusable
+            for p in (pubs[1], third):
+                await p.close()
+
+    asyncio.run(scenario())
+
+
+def test_page_and_static_script_are_served() -> None:
+    async def scenario() -> tuple[int, str, int]:
+        async with running_server() as (_, base), aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/") as r:
+                page = (r.status, await r.text())
+            async with http.get(f"{base}/static/app.js") as r:
+                return page[0], page[1], r.status
+
+    status, page, js = asyncio.run(scenario())
+    assert status == 200 and js == 200 and "/static/app.js" in page and "clip" in page
+
+
+def test_build_engine_names_the_missing_file_and_how_to_get_it(tmp_path) -> None:  # noqa: ANN001
+    from frieren_rt.streaming.builders import build_engine  # noqa: PLC0415
+
+    with pytest.raises(FileNotFoundError, match="--model DIR.*--random-model"):
+        build_engine(None)
+    with pytest.raises(FileNotFoundError, match="single.safetensors.*frieren-rt train"):
+        build_engine(tmp_path)
+    (tmp_path / "single.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="vae.safetensors"):
+        build_engine(tmp_path)
+
+
+def test_serve_cli_with_random_model_serves_the_page_on_loopback() -> None:
+    import signal  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import frieren_rt.cli as c; c.SUBCOMMANDS += ('serve',); "
+            f"raise SystemExit(c.main(['serve', '--random-model', '--port', '{port}']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/sessions", timeout=1) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
+                time.sleep(0.2)
+        assert body == {"max_sessions": 4, "sessions": []}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=10)[0].decode()
+    assert "noise" in out and f"127.0.0.1:{port}" in out
+
+
+def test_demo_sends_a_world_clip_over_webrtc_and_writes_an_mp4_with_latency(tmp_path) -> None:  # noqa: ANN001
+    from tests.world.conftest import assets_ready  # noqa: PLC0415
+
+    if not assets_ready():
+        pytest.skip("asset cache absent: run 'frieren-rt assets fetch' first")
+    import av  # noqa: PLC0415
+
+    from frieren_rt.streaming.builders import random_engine  # noqa: PLC0415
+    from frieren_rt.streaming.demo import run_demo  # noqa: PLC0415
+
+    r = run_demo(seed=200_000, duration=2.0, output=tmp_path / "demo.mp4", engine=random_engine, tail_s=0.2)
+    assert r.frames_sent == 60 and r.underruns == 0
+    assert r.glass_to_ear_s is not None and r.engine_latency_s < r.glass_to_ear_s < r.engine_latency_s + 0.4
+    with av.open(str(r.output)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        assert kinds == ["audio", "video"]
+        assert abs(float(c.duration) / 1e6 - 2.0) < 0.15

@@ -1,0 +1,74 @@
+"""Media stages of the WebRTC transport and the latency measurement functions (no network)."""
+
+import asyncio
+
+import aioice.ice
+import numpy as np
+import pytest
+
+from frieren_rt.streaming.latency import ReceivedAudio, first_audio_latency, onset_offsets, summarize
+from frieren_rt.streaming.webrtc import CaptureTimeMapper, LevelMeter, ice_host_addresses, to_s16_stereo
+
+
+def test_s16_stereo_frame_is_what_aiortc_expects() -> None:
+    x = np.linspace(-1.5, 1.5, 960, dtype=np.float32)
+    f = to_s16_stereo(x, index=3)
+    a = f.to_ndarray()  # packed: (1, 2 * 960)
+    assert f.format.name == "s16" and f.layout.name == "stereo" and f.sample_rate == 48000 and f.samples == 960
+    assert f.pts == 3 * 960 and float(f.time_base) == 1 / 48000
+    assert np.array_equal(a[0, 0::2], a[0, 1::2])  # both channels carry the mono signal
+    assert a.max() == 32767 and a.min() == -32767  # clipped, not wrapped
+
+
+def test_capture_times_follow_pts_anchored_at_first_arrival_and_never_lie_in_the_future() -> None:
+    m = CaptureTimeMapper(max_lag_s=0.5)
+    assert m.map(10.0, arrival=100.0) == 100.0
+    assert m.map(10.1, arrival=100.13) == pytest.approx(100.1)  # network jitter: pts spacing kept
+    assert m.map(10.2, arrival=100.15) == pytest.approx(100.15)  # earlier than the anchor implies: re-anchored
+    assert m.map(10.3, arrival=100.25) == pytest.approx(100.25)
+    assert m.map(10.35, arrival=101.5) == pytest.approx(101.0)  # sender clock stalled: lag capped at 0.5 s
+
+
+def test_ice_host_addresses_restricts_and_restores_aioice_gathering() -> None:
+    original = aioice.ice.get_host_addresses
+    with ice_host_addresses(["127.0.0.1"]):
+        assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
+        assert aioice.ice.get_host_addresses(False, True) == []
+    assert aioice.ice.get_host_addresses is original
+
+
+def test_level_meter_reports_dbfs_and_silent_frames() -> None:
+    m = LevelMeter()
+    m.update(np.full(960, 0.5, np.float32), silent=False)
+    assert m.rms_db == pytest.approx(-6.02, abs=0.01) and m.peak == 0.5
+    m.update(np.zeros(960, np.float32), silent=True)
+    assert m.silent_frames == 1 and m.frames == 2 and m.rms_db <= -120
+
+
+def _received(samples: np.ndarray, t0: float) -> ReceivedAudio:
+    n = len(samples) // 960
+    return ReceivedAudio(samples[: n * 960], t0 + 0.02 * np.arange(n))
+
+
+def test_first_audio_latency_reads_the_first_nonsilent_sample() -> None:
+    x = np.zeros(48000, np.float32)
+    x[9600 + 480 :] = 0.1  # audio starts half-way into frame 10
+    audio = _received(x, t0=5.0)
+    lat = first_audio_latency(audio, first_capture=4.8, stream_delay_s=0.02)
+    assert lat == pytest.approx(5.0 + 0.21 - 4.78)
+    assert first_audio_latency(_received(np.zeros(9600, np.float32), 0.0), 0.0) is None
+
+
+def test_onset_offsets_measure_each_events_sync_error() -> None:
+    rate, latency = 48000, 0.4
+    captures = [1.0, 2.0, 3.0]
+    errors = [0.0, 0.03, -0.015]
+    x = np.zeros(5 * rate, np.float32)
+    for c, e in zip(captures, errors):
+        start = round((c + latency + e) * rate)
+        x[start : start + 2400] = np.sin(np.arange(2400) * 0.3)  # a 50 ms burst
+    audio = _received(x, t0=0.0)
+    got = onset_offsets(audio, captures + [4.0], latency, threshold=0.1, search_s=0.1)
+    assert got[3] is None  # no sound for an event that made none
+    assert np.allclose(got[:3], errors, atol=0.006)  # within one 5 ms envelope block
+    assert summarize(got)["n"] == 3 and summarize(got)["max"] == pytest.approx(0.03, abs=0.006)
