@@ -13,12 +13,13 @@ STAGE_HELP = {
     "reflow": "generate 25-step CFG teacher pairs from the base model and reflow the guided velocity",
     "distill": "one-step distillation of the reflow model (t = 0, x1 = x0 + v_guided)",
     "single": "fold CFG into the one-step student: one network pass per window instead of two",
+    "vocoder": "distil a small student vocoder from HiFi-GAN universal (the CPU streaming budget needs it)",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train the small model: cache | vae | flow | reflow | distill | single",
+        "train", help="train the small model: cache | vae | flow | reflow | distill | single | vocoder",
         description="Run one stage of the training recipe (in order: cache, vae, flow, reflow, distill, single). "
         "Each stage reads and writes the run folder, checkpoints as it goes and resumes when run again. "
         + " ".join(f"{k}: {v}." for k, v in STAGE_HELP.items()),

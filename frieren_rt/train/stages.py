@@ -61,6 +61,10 @@ class StageConfig:
     teacher_steps: int = 25
     reflow_pairs: int = 4096
     threads: int = 2
+    # student vocoder
+    vocoder_preset: str = "v3"
+    vocoder_clips: int = 60
+    vocoder_segment_frames: int = 32
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -69,6 +73,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "reflow": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
     "distill": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
     "single": {"steps": 1500, "batch_size": 32, "lr": 1e-4, "warmup": 100},
+    "vocoder": {"steps": 3000, "batch_size": 16, "lr": 1e-3, "warmup": 100},
 }
 
 
@@ -335,8 +340,46 @@ def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     return _student_stage(run, cfg, "single", "distill.safetensors", "single.safetensors", loss, time_budget_s)
 
 
+# --- stage: student vocoder --------------------------------------------------------------------------------
+def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
+    from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
+    from frieren_rt.train.vocoder import cached_targets, new_student, save_vocoder, vocoder_loss  # noqa: PLC0415
+
+    cache = FeatureCache(run / "cache_train")
+    seeds = cache.seeds[: cfg.vocoder_clips]
+    mels = [cache[s].mel for s in seeds]
+    targets = cached_targets(run, mels, seeds)
+    student, logmel = new_student(cfg.vocoder_preset, cfg.seed), LogMel()
+    student.requires_grad_(True).train()
+    params = list(student.parameters())
+    opt = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 5)
+    state = TrainState(step=0, modules={"vocoder": student}, optimizers={"opt": opt}, generator=gen)
+    seg = cfg.vocoder_segment_frames
+
+    def step(i: int) -> dict[str, float]:
+        mel_b, wav_b = [], []
+        for _ in range(cfg.batch_size):
+            k = int(torch.randint(len(mels), (1,), generator=gen))
+            s = int(torch.randint(0, mels[k].shape[1] - seg + 1, (1,), generator=gen))
+            mel_b.append(mels[k][:, s : s + seg])
+            wav_b.append(targets[k][s * 256 : (s + seg) * 256])
+        out = vocoder_loss(student, logmel, torch.stack(mel_b), torch.stack(wav_b))
+        _sgd_step(out["loss"], opt, params, cfg, i)
+        return {k: float(v) for k, v in out.items()}
+
+    train_loop(step, state, total_steps=cfg.steps, folder=run / "vocoder", desc="vocoder",
+               time_budget_s=time_budget_s)
+    if state.step < cfg.steps:
+        return {"done": False, "step": state.step}
+    save_vocoder(student.eval(), run / "vocoder.safetensors")
+    return {"done": True}
+
+
 STAGES = {"cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
-          "distill": stage_distill, "single": stage_single}
+          "distill": stage_distill, "single": stage_single,
+          "vocoder": stage_vocoder}
 
 
 def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float | None = None) -> dict[str, Any]:
