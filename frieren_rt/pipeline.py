@@ -7,7 +7,7 @@ seams, timing and continuity as a live stream (issue 3, "Offline generation").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +19,7 @@ from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
 
-__all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "VARIANTS"]
+__all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
 
 # Shipped model variants (issue 3, "Shipped weights") and the CFG scale each is sampled with by default:
 # the base and reflow models use CFG 4.5 (Frieren); the distilled student has CFG inside its guided velocity
@@ -34,10 +34,13 @@ def default_weights_dir() -> Path:
 
 @dataclass(frozen=True, kw_only=True)
 class GenerationOptions:
-    """variant: which shipped model; steps: Euler steps (None = the variant's default); sampler: "euler" or
-    "dopri5"; cfg: guidance scale (None = the variant's default; 1 = conditional only, one pass)."""
+    """variant: which shipped model ("auto": the best present, single > distill > reflow > base); vocoder:
+    "student" (distilled, fits the CPU budget), "hifigan" (universal teacher), "auto" (student when present);
+    steps: Euler steps (None = the variant's default); sampler: "euler" or "dopri5"; cfg: guidance scale
+    (None = the variant's default; 1 = conditional only, one pass)."""
 
-    variant: str = "distill"
+    variant: str = "auto"
+    vocoder: Literal["auto", "student", "hifigan"] = "auto"
     steps: int | None = None
     sampler: Literal["euler", "dopri5"] = "euler"
     cfg: float | None = None
@@ -45,18 +48,18 @@ class GenerationOptions:
     hop_s: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
+        if self.variant != "auto" and self.variant not in VARIANTS:
             raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
 
     @property
     def scale(self) -> float:
-        return VARIANTS[self.variant] if self.cfg is None else self.cfg
+        return VARIANTS.get(self.variant, 4.5) if self.cfg is None else self.cfg
 
     @property
     def num_steps(self) -> int:
-        return DEFAULT_STEPS[self.variant] if self.steps is None else self.steps
+        return DEFAULT_STEPS.get(self.variant, 1) if self.steps is None else self.steps
 
 
 class GuidedModel(nn.Module):
@@ -78,6 +81,29 @@ def make_sampler(options: GenerationOptions):
     return lambda v, x0: euler(v, x0, options.num_steps)
 
 
+def resolve_weights(weights: Path | None, options: GenerationOptions) -> tuple[Path, str, bool]:
+    """(folder, model variant, use the student vocoder) for a weights folder; FileNotFoundError naming every
+    missing file and how to get it. Cheap: checks files only, loads nothing."""
+    folder = Path(weights) if weights is not None else default_weights_dir()
+    how = "train them with 'frieren-rt train ...' or point --weights/--model at a folder that has them"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist; {how}")
+    variant = options.variant
+    if variant == "auto":
+        present = [v for v in ("single", "distill", "reflow", "base") if (folder / f"{v}.safetensors").is_file()]
+        if not present:
+            raise FileNotFoundError(f"{folder} holds none of single/distill/reflow/base.safetensors; {how}")
+        variant = present[0]
+    missing = [f for f in (f"{variant}.safetensors", "vae.safetensors") if not (folder / f).is_file()]
+    use_student = options.vocoder == "student" or (
+        options.vocoder == "auto" and (folder / "vocoder.safetensors").is_file())
+    if use_student and not (folder / "vocoder.safetensors").is_file():
+        missing.append("vocoder.safetensors")
+    if missing:
+        raise FileNotFoundError(f"model files missing in {folder}: {', '.join(missing)}; {how}")
+    return folder, variant, use_student
+
+
 class FoleyPipeline:
     """features (frames -> per-frame features), model, VAE, vocoder and geometry, joined for generation."""
 
@@ -89,26 +115,41 @@ class FoleyPipeline:
         self.device = device
 
     @classmethod
-    def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions()) -> FoleyPipeline:
+    def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,
+                 device: str = "cpu") -> FoleyPipeline:
+        """Load a weights folder (the shipped ``frieren_rt/weights`` or a ``frieren-rt train`` run folder).
+
+        Raises FileNotFoundError naming every missing file and how to get it."""
         from frieren_rt.audio.hifigan import HifiganGenerator  # noqa: PLC0415
         from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
         from frieren_rt.train.stages import load_vae  # noqa: PLC0415
+        from frieren_rt.train.vocoder import load_vocoder  # noqa: PLC0415
 
-        folder = Path(weights) if weights is not None else default_weights_dir()
-        missing = [f for f in (f"{options.variant}.safetensors", "vae.safetensors") if not (folder / f).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"model files missing in {folder}: {', '.join(missing)} (train them with 'frieren-rt train ...' "
-                "or point --weights at a folder that has them)")
+        folder, variant, use_student = resolve_weights(weights, options)
+        vocoder = load_vocoder(folder / "vocoder.safetensors") if use_student else HifiganGenerator.from_package()
         cc = CacheConfig()
-        return cls(model=FoleyModel.from_pretrained(folder / f"{options.variant}.safetensors"),
-                   vae=load_vae(folder / "vae.safetensors"), vocoder=HifiganGenerator.from_package(),
-                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every), options=options)
+        meta = folder / "cache_train" / "cache.json"  # a run folder records the feature settings it trained on
+        if meta.is_file():
+            import json  # noqa: PLC0415
+
+            cc = CacheConfig(**json.loads(meta.read_text())["config"])
+        model = FoleyModel.from_pretrained(folder / f"{variant}.safetensors").to(device)
+        return cls(model=model, vae=load_vae(folder / "vae.safetensors").to(device), vocoder=vocoder.to(device),
+                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every),
+                   options=replace(options, variant=variant), device=device)
+
+    def geometry_with_context(self) -> StreamGeometry:
+        """The geometry with the decode context sized from the VAE decoder's and vocoder's receptive fields."""
+        from frieren_rt.windowing import context_latents_for  # noqa: PLC0415
+
+        left_latents, _ = self.vae.decoder.context_latents()
+        left_mels, _ = self.vocoder.context_frames()
+        return self.geometry.with_(context_latents=context_latents_for(left_latents, left_mels))
 
     def generator(self) -> WindowedGenerator:
         vae = self.vae
         return WindowedGenerator(
-            geometry=self.geometry, velocity=GuidedModel(self.model, self.options.scale),
+            geometry=self.geometry_with_context(), velocity=GuidedModel(self.model, self.options.scale),
             decoder=lambda z: vae.decode(vae.from_flow(z)), vocoder=self.vocoder,
             latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device)
 

@@ -8,7 +8,6 @@ shape from randomly initialised tiny stages: it produces noise, and exists to te
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -23,13 +22,7 @@ from frieren_rt.streaming.clock import Clock, MonotonicClock
 from frieren_rt.streaming.engine import Engine, EngineConfig
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, context_latents_for, euler_sampler
 
-__all__ = ["MODEL_FILES", "ArrayFeatures", "PooledColourFeatures", "build_engine", "find_model_file",
-           "random_engine"]
-
-# Stage files of a training run, best student first, with the Euler steps each is trained for.
-MODEL_FILES: tuple[tuple[str, int], ...] = (
-    ("single.safetensors", 1), ("distill.safetensors", 1), ("reflow.safetensors", 4), ("base.safetensors", 16))
-
+__all__ = ["ArrayFeatures", "PooledColourFeatures", "build_engine", "random_engine"]
 
 class ArrayFeatures:
     """Adapts ``fn(frames (N, H, W, 3) uint8) -> (N, D)`` to the engine's list-of-frames extractor contract."""
@@ -118,22 +111,6 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
                                       latency_s=options.latency_s))
 
 
-def find_model_file(model_dir: Path | None) -> tuple[Path, int]:
-    """The best trained stage in ``model_dir`` and its sampling steps; a clear error when there is none."""
-    how = ("train one with 'frieren-rt train' (its run folder is the model folder), or pass --random-model "
-           "to serve noise from a tiny random model")
-    if model_dir is None:
-        raise FileNotFoundError(f"no model folder given (--model DIR); {how}")
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder {model_dir} does not exist; {how}")
-    for name, steps in MODEL_FILES:
-        if (model_dir / name).is_file():
-            return model_dir / name, steps
-    names = ", ".join(n for n, _ in MODEL_FILES)
-    raise FileNotFoundError(f"{model_dir} holds none of the model files {names}; {how}")
-
-
 class MotionAwareFeatures:
     """The shipped extractor (MobileNetV2 image + motion, frieren_rt.data.cache.FeatureExtractor) over frames
     from several sessions in one batch: pixels with ``.key`` and ``.rgb`` (webrtc.StreamFrame); motion and the image-every-k phase continue per
@@ -160,36 +137,14 @@ class MotionAwareFeatures:
 
 def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(), *,
                  clock: Clock | None = None) -> Engine:
-    """The real engine from a training run folder (model stage, ``vae.safetensors``, its ``cache_train``
-    config) plus the cached HiFi-GAN vocoder. Raises FileNotFoundError naming the missing file and its source."""
-    model_path, steps = find_model_file(model_dir)
-    assert model_dir is not None
-    vae_path = Path(model_dir) / "vae.safetensors"
-    if not vae_path.is_file():
-        raise FileNotFoundError(f"VAE weights {vae_path} are missing: the run's 'vae' stage writes them "
-                                "('frieren-rt train' on the same run folder)")
-    from frieren_rt.audio.hifigan import HifiganGenerator  # noqa: PLC0415
-    from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
-    from frieren_rt.model.foley import FoleyModel  # noqa: PLC0415
-    from frieren_rt.train.stages import load_vae  # noqa: PLC0415
+    """The real engine from a weights folder (the shipped ``frieren_rt/weights`` when ``model_dir`` is None, or a
+    ``frieren-rt train`` run folder): the same FoleyPipeline (model, CFG, sampler, VAE, vocoder, geometry) that
+    offline ``generate`` runs. Raises FileNotFoundError naming each missing file and how to get it."""
+    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
 
-    model = FoleyModel.from_pretrained(model_path).to(options.device)
-    vae = load_vae(vae_path).to(options.device)
-    vocoder = HifiganGenerator.from_package().to(options.device)  # AssetMissingError names 'assets fetch'
-    meta = Path(model_dir) / "cache_train" / "cache.json"
-    cache_cfg = CacheConfig(**json.loads(meta.read_text())["config"]) if meta.is_file() else CacheConfig()
-    extractor = FeatureExtractor(cache_cfg.image_resolution, cache_cfg.motion_grid, cache_cfg.image_every)
-    left_latents, _ = vae.decoder.context_latents()
-    left_mels, _ = vocoder.context_frames()
-    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s,
-                              context_latents=context_latents_for(left_latents, left_mels))
-
-    def decode(z: torch.Tensor) -> torch.Tensor:
-        return vae.decode(vae.from_flow(z))  # (B, C, T) flow latents -> (B, 80, 2T) log-mel
-
-    generator = WindowedGenerator(geometry=geometry, velocity=model, decoder=decode, vocoder=vocoder,
-                                  latent_channels=model.latent_channels, sampler=euler_sampler(steps),
+    pipe = FoleyPipeline.from_dir(model_dir, GenerationOptions(window_s=options.window_s, hop_s=options.hop_s),
                                   device=options.device)
-    return Engine(generator=generator, features=MotionAwareFeatures(extractor), clock=clock or MonotonicClock(),
-                  config=EngineConfig(feature_dim=model.cfg.feature_dim, max_batch=options.max_batch,
+    return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
+                  clock=clock or MonotonicClock(),
+                  config=EngineConfig(feature_dim=pipe.model.cfg.feature_dim, max_batch=options.max_batch,
                                       latency_s=options.latency_s))

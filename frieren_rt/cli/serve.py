@@ -9,7 +9,7 @@ from pathlib import Path
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     """Model options shared by serve and demo."""
     p.add_argument("--model", type=Path, default=None, metavar="DIR",
-                   help="training run folder holding the model stage and vae.safetensors")
+                   help="weights folder (default: the shipped frieren_rt/weights) or a frieren-rt train run folder")
     p.add_argument("--random-model", action="store_true",
                    help="debug: a tiny randomly initialised model (its audio is NOISE, for testing the transport)")
     p.add_argument("--window", type=float, default=1.6, metavar="S", help="generation window, seconds")
@@ -21,14 +21,15 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     """A zero-argument engine factory from the parsed options; checks the model files before returning."""
     import torch  # noqa: PLC0415
 
-    from frieren_rt.streaming.builders import EngineOptions, build_engine, find_model_file, random_engine  # noqa: PLC0415
+    from frieren_rt.pipeline import GenerationOptions, resolve_weights  # noqa: PLC0415
+    from frieren_rt.streaming.builders import EngineOptions, build_engine, random_engine  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device)
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)
-    find_model_file(args.model)  # fail now, with the reason, rather than at the first connection
+    resolve_weights(args.model, GenerationOptions())  # fail now, with the reason, not at the first connection
     return lambda: build_engine(args.model, options)
 
 

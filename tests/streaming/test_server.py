@@ -142,9 +142,9 @@ def test_page_and_static_script_are_served() -> None:
 def test_build_engine_names_the_missing_file_and_how_to_get_it(tmp_path) -> None:  # noqa: ANN001
     from frieren_rt.streaming.builders import build_engine  # noqa: PLC0415
 
-    with pytest.raises(FileNotFoundError, match="--model DIR.*--random-model"):
-        build_engine(None)
-    with pytest.raises(FileNotFoundError, match="single.safetensors.*frieren-rt train"):
+    with pytest.raises(FileNotFoundError, match="does not exist.*frieren-rt train"):
+        build_engine(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="single/distill/reflow/base.*frieren-rt train"):
         build_engine(tmp_path)
     (tmp_path / "single.safetensors").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="vae.safetensors"):
