@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from frieren_rt.backends import BACKENDS, PRECISIONS, apply_backend
 from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
@@ -37,7 +38,8 @@ class GenerationOptions:
     """variant: which shipped model ("auto": the best present, single > distill > reflow > base); vocoder:
     "student" (distilled, fits the CPU budget), "hifigan" (universal teacher), "auto" (student when present);
     steps: Euler steps (None = the variant's default); sampler: "euler" or "dopri5"; cfg: guidance scale
-    (None = the variant's default; 1 = conditional only, one pass)."""
+    (None = the variant's default; 1 = conditional only, one pass); backend / precision: how the guided
+    velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -46,12 +48,17 @@ class GenerationOptions:
     cfg: float | None = None
     window_s: float = 1.6
     hop_s: float = 0.2
+    backend: str = "eager"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
             raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.backend not in BACKENDS or self.precision not in PRECISIONS:
+            raise ValueError(f"backend {self.backend!r} / precision {self.precision!r}: choose from "
+                             f"{list(BACKENDS)} / {list(PRECISIONS)}")
 
     @property
     def scale(self) -> float:
@@ -113,6 +120,9 @@ class FoleyPipeline:
         self.options = options
         self.geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
         self.device = device
+        # Built once, so compiled graphs / CUDA graphs / engines survive across generate() calls (issue 5).
+        self.velocity = apply_backend(GuidedModel(self.model, options.scale), options.backend, device=device,
+                                      precision=options.precision)
 
     @classmethod
     def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,
@@ -149,7 +159,7 @@ class FoleyPipeline:
     def generator(self) -> WindowedGenerator:
         vae = self.vae
         return WindowedGenerator(
-            geometry=self.geometry_with_context(), velocity=GuidedModel(self.model, self.options.scale),
+            geometry=self.geometry_with_context(), velocity=self.velocity,
             decoder=lambda z: vae.decode(vae.from_flow(z)), vocoder=self.vocoder,
             latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device)
 

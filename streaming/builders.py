@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from frieren_rt.backends import apply_backend
 from frieren_rt.streaming.clock import Clock, MonotonicClock
 from frieren_rt.streaming.engine import Engine, EngineConfig
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, context_latents_for, euler_sampler
@@ -83,13 +84,16 @@ class _ToneVocoder(nn.Module):
 
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
-    """Shared knobs. window_s/hop_s: generation window and hop; device: torch device; clock: None = real."""
+    """Shared knobs. window_s/hop_s: generation window and hop; device: torch device; clock: None = real;
+    backend / precision: how the velocity runs (frieren_rt.backends)."""
 
     window_s: float = 1.6
     hop_s: float = 0.2
     device: str = "cpu"
     max_batch: int = 8
     latency_s: float | None = None
+    backend: str = "eager"
+    precision: str = "fp32"
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -102,7 +106,9 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
     field = VectorField(preset("small", depth=1, hidden=64, heads=1, cond_dim=32, raw_cond_dim=feature_dim,
                                zero_init=False, latent_channels=channels)).eval()
     geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
-    generator = WindowedGenerator(geometry=geometry, velocity=field, decoder=_RandomDecoder(channels).eval(),
+    velocity = apply_backend(field, options.backend, device=options.device, precision=options.precision)
+    generator = WindowedGenerator(geometry=geometry, velocity=velocity,
+                                  decoder=_RandomDecoder(channels).eval(),
                                   vocoder=_ToneVocoder().eval(), latent_channels=channels,
                                   sampler=euler_sampler(1), device=options.device)
     return Engine(generator=generator, features=ArrayFeatures(PooledColourFeatures(feature_dim)),
@@ -142,7 +148,9 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
     offline ``generate`` runs. Raises FileNotFoundError naming each missing file and how to get it."""
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
 
-    pipe = FoleyPipeline.from_dir(model_dir, GenerationOptions(window_s=options.window_s, hop_s=options.hop_s),
+    pipe = FoleyPipeline.from_dir(model_dir, GenerationOptions(window_s=options.window_s, hop_s=options.hop_s,
+                                                               backend=options.backend,
+                                                               precision=options.precision),
                                   device=options.device)
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from frieren_rt.cli.serve import add_backend_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale (default: 4.5; 1 = single pass, no guidance)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
     p.add_argument("--wav", type=Path, default=None, help="also write the generated audio as a 22.05 kHz WAV")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    add_backend_args(p)
     p.set_defaults(func=run)
 
 
@@ -38,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.resolve() == args.input.resolve():
         raise ValueError("output must differ from input (the input video is read while the output is written)")
-    options = GenerationOptions(variant=args.model, steps=args.steps, sampler=args.sampler, cfg=args.cfg)
-    pipe = FoleyPipeline.from_dir(args.weights, options)
+    options = GenerationOptions(variant=args.model, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
+                                backend=args.backend, precision=args.precision)
+    pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
     video = read_video(args.input)
     start = time.monotonic()
     with tqdm(total=1, desc="generate", unit="hop") as bar:

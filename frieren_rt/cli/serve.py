@@ -15,17 +15,32 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, default=1.6, metavar="S", help="generation window, seconds")
     p.add_argument("--hop", type=float, default=0.2, metavar="S", help="generation hop, seconds")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_backend_args(p)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """--backend / --precision, shared with generate (frieren_rt.backends, issue 5)."""
+    p.add_argument("--backend", choices=["eager", "compile", "cudagraph", "tensorrt"], default="eager",
+                   help="how the model runs: eager (default); compile (torch.compile, CPU or GPU, slow first "
+                   "call); cudagraph (CUDA graphs, GPU only); tensorrt (GPU, needs pip install "
+                   "'frieren-rt[tensorrt]')")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast precision of the model: fp32 (default), bf16 (CPU with AMX, or GPU), "
+                   "fp16 (GPU)")
 
 
 def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     """A zero-argument engine factory from the parsed options; checks the model files before returning."""
     import torch  # noqa: PLC0415
 
+    from frieren_rt.backends import check_backend  # noqa: PLC0415
     from frieren_rt.pipeline import GenerationOptions, resolve_weights  # noqa: PLC0415
     from frieren_rt.streaming.builders import EngineOptions, build_engine, random_engine  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device)
+    check_backend(args.backend, args.precision, device)  # fail now (no extra, no CUDA), not per connection
+    options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
+                            precision=args.precision)
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)
