@@ -201,6 +201,18 @@ def test_compile_matches_eager_on_tiny_model() -> None:
     assert len(run.runners) == 1
 
 
+def test_options_carry_the_backend_to_the_engine_and_reject_unknown_names() -> None:
+    from frieren_rt.pipeline import GenerationOptions
+    from frieren_rt.streaming.builders import EngineOptions, random_engine
+
+    with pytest.raises(ValueError, match="backend 'fast'"):
+        GenerationOptions(backend="fast")
+    engine = random_engine(EngineOptions(precision="bf16"))
+    assert isinstance(engine.generator.velocity, Autocast)
+    with pytest.raises(BackendError, match="needs a CUDA device"):
+        random_engine(EngineOptions(backend="cudagraph"))
+
+
 # --- CLI ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["generate", "serve"])
 def test_cli_help_lists_backend_and_precision(command: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -161,9 +161,7 @@ def test_serve_cli_with_random_model_serves_the_page_on_loopback() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import frieren_rt.cli as c; c.SUBCOMMANDS += ('serve',); "
-            f"raise SystemExit(c.main(['serve', '--random-model', '--port', '{port}']))")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "frieren_rt.cli", "serve", "--random-model", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 30
