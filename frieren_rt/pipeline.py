@@ -148,6 +148,11 @@ class FoleyPipeline:
                    features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every),
                    options=replace(options, variant=variant), device=device)
 
+    def with_options(self, options: GenerationOptions) -> FoleyPipeline:
+        """The same loaded stages with other sampling options (steps, sampler, CFG, backend)."""
+        return FoleyPipeline(model=self.model, vae=self.vae, vocoder=self.vocoder, features=self.features,
+                             options=replace(options, variant=self.options.variant), device=self.device)
+
     def geometry_with_context(self) -> StreamGeometry:
         """The geometry with the decode context sized from the VAE decoder's and vocoder's receptive fields."""
         from frieren_rt.windowing import context_latents_for  # noqa: PLC0415
@@ -171,12 +176,18 @@ class FoleyPipeline:
 
     @torch.no_grad()
     def generate(self, frames: np.ndarray, times: np.ndarray, duration: float, *, seed: int = 0,
-                 progress=None) -> np.ndarray:
+                 progress=None, timings: dict[str, float] | None = None) -> np.ndarray:
         """Audio (round(duration * 22050),) float32 for frames (N, H, W, 3) shown at ``times`` (N,) seconds.
-        progress: optional callable(done_hops, total_hops)."""
+        progress: optional callable(done_hops, total_hops); timings: a dict that receives seconds per stage
+        ("features", and the generator's "vector_field", "vae_decode", "vocoder", ...)."""
+        import time  # noqa: PLC0415
+
+        start = time.perf_counter()
         feats = self.frame_features(frames)
+        if timings is not None:
+            timings["features"] = timings.get("features", 0.0) + time.perf_counter() - start
         audio = generate_offline(self.generator(), torch.as_tensor(times, dtype=torch.float64), feats, duration,
-                                 seed=seed, progress=progress)
+                                 seed=seed, progress=progress, timings=timings)
         return audio.numpy().astype(np.float32)
 
     @property

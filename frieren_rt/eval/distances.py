@@ -39,7 +39,7 @@ def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2:
     is taken.
     """
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = linalg.sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():
         offset = eps * np.eye(cov1.shape[0])
         covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
@@ -61,7 +61,7 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.
     c = p.shape[-1]
     p = (p.double() + eps) / (1 + c * eps)
     q = (q.double() + eps) / (1 + c * eps)
-    return (p * (p.log() - q.log())).sum(-1)
+    return torch.special.xlogy(p, p).sum(-1) - torch.special.xlogy(p, q).sum(-1)  # 0 log 0 = 0
 
 
 def paired_kl(p_true: torch.Tensor | np.ndarray, p_gen: torch.Tensor | np.ndarray, eps: float = 1e-6) -> float:

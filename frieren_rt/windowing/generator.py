@@ -211,6 +211,7 @@ def generate_offline(
     *,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> torch.Tensor:
     """A whole clip through the streaming loop: (F,) capture times + (F, D) features -> (N,) audio at the model
     rate, sample 0 at ``frame_times[0]``, N = round(duration_s * rate). Same seams and timing as streaming."""
@@ -220,8 +221,11 @@ def generate_offline(
     chunks = []
     hops = math.ceil(n / g.hop_samples)
     for k in range(hops):
-        audio, _ = generator.step([state], [(frame_times, features)])
+        audio, times = generator.step([state], [(frame_times, features)])
         chunks.append(audio[0])
+        if timings is not None:  # per-stage seconds summed over hops
+            for key, value in times.items():
+                timings[key] = timings.get(key, 0.0) + value
         if progress is not None:
             progress(k + 1, hops)
     chunks.append(generator.flush(state))

@@ -17,10 +17,8 @@ def test_htk_filterbank_unit_sum_and_centres_on_htk_scale():
     np.testing.assert_allclose(fb.sum(1), 1.0, rtol=1e-5)
     freqs = np.linspace(0, 22050, 1025)
     centres = freqs[fb.argmax(1)]
-    mel = 2595 * np.log10(1 + np.linspace(0, 2595 * np.log10(1 + 22050 / 700), 98)[1:-1] / 2595 * 0 + 1)  # noqa
     expected = 700 * (10 ** (np.linspace(0, 2595 * np.log10(1 + 22050 / 700), 98)[1:-1] / 2595) - 1)
     assert np.all(np.abs(centres - expected) <= 22050 / 1024)  # within one FFT bin of the HTK band centres
-    assert mel is not None
 
 
 def test_features_shape_range_and_peak_band():
@@ -78,12 +76,17 @@ def test_embed_clip_shapes(aisfx_model, test_clips):
 
 @requires_aisfx
 def test_same_class_snippets_closer_than_different_class(aisfx_model, test_clips):
-    """Cosine similarity of 0.5 s onset snippets of true test audio: same class > different class."""
+    """0.5 s onset snippets of true test audio (dense mixtures): cosine similarity of the centred embeddings is
+    higher within a class (measured 0.13) than across classes (-0.02); leave-one-out 1-NN class accuracy 0.34
+    against a chance of 0.09."""
     clips = test_clips[:8]
     snippets = np.concatenate([event_snippets(c.audio, c.events, 22050, 0.5) for c in clips])
     labels = np.array([e.cls for c in clips for e in c.events])
-    emb = torch.nn.functional.normalize(aisfx_model.embed_snippets(snippets, 22050), dim=1)
+    emb = aisfx_model.embed_snippets(snippets, 22050)
+    emb = torch.nn.functional.normalize(emb - emb.mean(0), dim=1)  # raw embeddings are all >= 0: centre
     sim = (emb @ emb.T).numpy()
     same = (labels[:, None] == labels[None, :]) & ~np.eye(len(labels), dtype=bool)
     diff = labels[:, None] != labels[None, :]
-    assert sim[same].mean() > sim[diff].mean() + 0.03
+    assert sim[same].mean() > sim[diff].mean() + 0.08
+    np.fill_diagonal(sim, -np.inf)
+    assert (labels[sim.argmax(1)] == labels).mean() > 0.2

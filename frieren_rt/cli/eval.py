@@ -1,0 +1,34 @@
+"""``frieren-rt eval``: the evaluation table (paper Table 2 shape) on the world's test split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="evaluate the shipped models on the world's test split (onset sync, class acc, FD, KL, speed)",
+        description="Generate audio for test-split world clips with each model row (base / reflow / reflow + "
+        "distill at 1, 5, 25 Euler steps, Dopri5, the single-pass student), plus the true audio (ceiling) and a "
+        "mismatched clip's audio (floor), and print the metrics table. Needs 'frieren-rt assets fetch'.",
+    )
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--clips", type=int, default=10, help="test-split clips (default 10, 10 s each)")
+    p.add_argument("--quick", action="store_true", help="only the 1-step rows, base 25 steps and the references")
+    p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
+                   help="vocoder for generated rows (default: the student when shipped)")
+    p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from frieren_rt.eval.runner import DEFAULT_ROWS, QUICK_ROWS, evaluate, markdown_table  # noqa: PLC0415
+
+    if args.clips < 2:
+        raise ValueError("--clips must be >= 2 (FD needs a set, the mismatched row a second clip)")
+    report = evaluate(args.weights, clips=args.clips, rows=QUICK_ROWS if args.quick else DEFAULT_ROWS,
+                      vocoder=args.vocoder, out=args.output)
+    print(markdown_table(report))
+    print(f"(report: {args.output})")
+    return 0

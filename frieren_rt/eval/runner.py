@@ -1,0 +1,134 @@
+"""``frieren-rt eval``: the paper's Table 2 on the world's test split, plus a ceiling and a floor.
+
+Rows: the base, reflow and reflow + distill models at 1 / 5 / 25 Euler steps and base with Dopri5 (Frieren,
+table 2), the single-pass guidance-distilled student (beyond Frieren), the true audio (the ceiling) and true
+audio of a mismatched clip (a floor: proof that each metric can fail). Metrics (issue 3, "Evaluation"):
+onset sync at +-40 ms (EBU R37), class accuracy from a classifier fitted on true train-split audio, FD and a
+paired KL on embeddings of the pretrained aisfx network, and generation time per second of audio by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+__all__ = ["EvalRow", "DEFAULT_ROWS", "evaluate", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class EvalRow:
+    """name: table label; variant: shipped model file (None for the true / mismatched rows); steps; sampler;
+    cfg (None = the variant's default)."""
+
+    name: str
+    variant: str | None
+    steps: int | None = None
+    sampler: str = "euler"
+    cfg: float | None = None
+
+
+DEFAULT_ROWS: tuple[EvalRow, ...] = (
+    EvalRow("ground truth (ceiling)", None),
+    EvalRow("mismatched clip (floor)", "mismatched"),
+    EvalRow("base, Euler 1", "base", 1), EvalRow("base, Euler 5", "base", 5), EvalRow("base, Euler 25", "base", 25),
+    EvalRow("base, Dopri5", "base", None, "dopri5"),
+    EvalRow("reflow, Euler 1", "reflow", 1), EvalRow("reflow, Euler 5", "reflow", 5),
+    EvalRow("reflow, Euler 25", "reflow", 25),
+    EvalRow("reflow + distill, Euler 1", "distill", 1),
+    EvalRow("single-pass student, Euler 1", "single", 1),
+)
+QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
+    "ground truth (ceiling)", "mismatched clip (floor)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
+    "reflow + distill, Euler 1", "single-pass student, Euler 1"})
+
+
+def _metrics(audio: np.ndarray, clip, tools) -> dict:
+    from frieren_rt.eval.classify import class_accuracy, clip_posterior  # noqa: PLC0415
+    from frieren_rt.eval.onsets import detect_onsets, onset_sync  # noqa: PLC0415
+
+    sync = onset_sync(detect_onsets(audio), clip.events, clip.silent_spans)
+    acc = class_accuracy(tools["classifier"], audio, clip.events)
+    return {"sync": sync, "acc": acc, "n_events": len(clip.events),
+            "emb": tools["aisfx"].embed_clip(audio, clip.sample_rate).numpy(),
+            "post": clip_posterior(tools["classifier"], audio, clip.events)}
+
+
+def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tensor) -> dict:
+    from frieren_rt.eval.distances import frechet_distance, paired_kl  # noqa: PLC0415
+    from frieren_rt.eval.onsets import pool_sync  # noqa: PLC0415
+
+    sync = pool_sync([c["sync"] for c in per_clip])
+    n = sum(c["n_events"] for c in per_clip)
+    acc = sum(c["acc"] * c["n_events"] for c in per_clip if c["n_events"]) / max(n, 1)
+    emb = np.stack([c["emb"] for c in per_clip])
+    post = torch.stack([c["post"] for c in per_clip])
+    return {"onset_f1": sync["f1"], "mean_abs_offset_ms": sync["mean_abs_offset_ms"],
+            "false_onsets_in_silence": sync["false_onset_rate_in_silence"], "class_acc": acc,
+            "fd": frechet_distance(emb, true_emb), "kl": paired_kl(true_post, post)}
+
+
+def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
+             train_clips: int = 200, vocoder: str = "auto", out: Path | None = None) -> dict:
+    """Run ``rows`` on the first ``clips`` test-split world clips; returns (and writes to ``out``) a JSON dict."""
+    from frieren_rt.eval.aisfx import Aisfx  # noqa: PLC0415
+    from frieren_rt.eval.classify import fit_event_classifier  # noqa: PLC0415
+    from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+    from frieren_rt.world import render_clip  # noqa: PLC0415
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:train_clips], desc="classifier data")]
+    tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
+    test = [render_clip(s) for s in tqdm(list(SPLITS["test"])[:clips], desc="test clips")]
+    truth = [_metrics(c.audio, c, tools) for c in test]
+    true_emb = np.stack([t["emb"] for t in truth])
+    true_post = torch.stack([t["post"] for t in truth])
+    results, pipes = {}, {}
+    for row in rows:
+        if row.variant is None:
+            per_clip, timing = truth, None
+        elif row.variant == "mismatched":  # each clip judged with the next clip's true audio
+            per_clip = [_metrics(test[(i + 1) % len(test)].audio, c, tools) for i, c in enumerate(test)]
+            timing = None
+        else:
+            options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
+                                        vocoder=vocoder)
+            if row.variant not in pipes:
+                pipes[row.variant] = FoleyPipeline.from_dir(weights, options)
+            pipe = pipes[row.variant].with_options(options)
+            per_clip, stages, seconds = [], {}, 0.0
+            for clip in tqdm(test, desc=row.name):
+                t0 = time.perf_counter()
+                audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration,
+                                      seed=clip.seed, timings=stages)
+                seconds += time.perf_counter() - t0
+                per_clip.append(_metrics(audio, clip, tools))
+            audio_s = sum(c.duration for c in test)
+            timing = {"total_s_per_audio_s": seconds / audio_s,
+                      **{f"{k}_s_per_audio_s": v / audio_s for k, v in stages.items()}}
+        results[row.name] = {"row": asdict(row), **_summarise(per_clip, true_emb, true_post), "timing": timing}
+    report = {"clips": clips, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
+              "vocoder": vocoder, "rows": results}
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1, default=float))
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    """The report as the MODEL_CARD / README table."""
+    head = ("| model | onset F1 (+-40 ms) | mean abs offset (ms) | false onsets in silence | class acc | FD (aisfx) "
+            "| KL | gen. s per audio s |\n|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, r in report["rows"].items():
+        t = r["timing"]["total_s_per_audio_s"] if r["timing"] else float("nan")
+        lines.append(f"| {name} | {r['onset_f1']:.3f} | {r['mean_abs_offset_ms']:.1f} | "
+                     f"{r['false_onsets_in_silence']:.3f} | {r['class_acc']:.3f} | {r['fd']:.2f} | {r['kl']:.3f} | "
+                     + ("-" if r["timing"] is None else f"{t:.3f}") + " |")
+    return "\n".join(lines)
