@@ -14,12 +14,13 @@ STAGE_HELP = {
     "distill": "one-step distillation of the reflow model (t = 0, x1 = x0 + v_guided)",
     "single": "fold CFG into the one-step student: one network pass per window instead of two",
     "vocoder": "distil a small student vocoder from HiFi-GAN universal (the CPU streaming budget needs it)",
+    "export": "copy the run's trained files into frieren_rt/weights (float16) as the shipped model",
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train the small model: cache | vae | flow | reflow | distill | single | vocoder",
+        "train", help="train the small model: cache | vae | flow | reflow | distill | single | vocoder | export",
         description="Run one stage of the training recipe (in order: cache, vae, flow, reflow, distill, single). "
         "Each stage reads and writes the run folder, checkpoints as it goes and resumes when run again. "
         + " ".join(f"{k}: {v}." for k, v in STAGE_HELP.items()),

@@ -28,8 +28,18 @@ from torch.nn import functional as F
 
 from frieren_rt.assets.paths import asset_file
 
-__all__ = ["AisfxConfig", "AISFX", "AisfxNet", "Aisfx", "HEADS", "htk_mel_filterbank", "aisfx_features",
-           "frame_blocks", "load_checkpoint", "checkpoint_path"]
+__all__ = [
+    "AISFX",
+    "HEADS",
+    "Aisfx",
+    "AisfxConfig",
+    "AisfxNet",
+    "aisfx_features",
+    "checkpoint_path",
+    "frame_blocks",
+    "htk_mel_filterbank",
+    "load_checkpoint",
+]
 
 ASSET_SOURCE = "pypi/aisfx-0.1.2"
 CHECKPOINT = "aisfx/models/checkpoint.pth"
@@ -228,10 +238,11 @@ class Aisfx:
     @torch.inference_mode()
     def embed_snippets(self, snippets: np.ndarray, sample_rate: int, batch: int = 16) -> torch.Tensor:
         """(E, L) short snippets (each at most one block, 2.32 s) -> (E, 512), one padded block each."""
-        blocks = torch.stack([frame_blocks(self.features(s, sample_rate), self.cfg.block, self.cfg.block_hop)[0]
-                              for s in np.asarray(snippets)]) if len(snippets) else torch.zeros(0, 1, 1)
-        if len(blocks) == 0:
+        if len(snippets) == 0:
             return torch.zeros(0, self.cfg.embed_dim)
+        c = self.cfg
+        blocks = torch.stack([frame_blocks(self.features(s, sample_rate), c.block, c.block_hop)[0]
+                              for s in np.asarray(snippets)])  # (E, 100, 96)
         return torch.cat([self.net(blocks[i: i + batch]) for i in range(0, len(blocks), batch)])
 
     @torch.inference_mode()

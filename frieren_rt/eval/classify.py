@@ -24,8 +24,17 @@ import torch
 from frieren_rt.eval.aisfx import Aisfx, htk_mel_filterbank
 from frieren_rt.world.events import EVENT_CLASSES
 
-__all__ = ["SnippetFeatures", "LogMelStats", "AisfxFeatures", "event_snippets", "LinearClassifier",
-           "EventClassifier", "fit_event_classifier", "class_accuracy", "clip_posterior"]
+__all__ = [
+    "AisfxFeatures",
+    "EventClassifier",
+    "LinearClassifier",
+    "LogMelStats",
+    "SnippetFeatures",
+    "class_accuracy",
+    "clip_posterior",
+    "event_snippets",
+    "fit_event_classifier",
+]
 
 
 class SnippetFeatures(Protocol):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy import linalg
 
-__all__ = ["gaussian_stats", "frechet_from_stats", "frechet_distance", "kl_divergence", "paired_kl"]
+__all__ = ["frechet_distance", "frechet_from_stats", "gaussian_stats", "kl_divergence", "paired_kl"]
 
 
 def gaussian_stats(emb: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,8 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.
     return torch.special.xlogy(p, p).sum(-1) - torch.special.xlogy(p, q).sum(-1)  # 0 log 0 = 0
 
 
-def paired_kl(p_true: torch.Tensor | np.ndarray, p_gen: torch.Tensor | np.ndarray, eps: float = 1e-6) -> float:
+def paired_kl(p_true: torch.Tensor | np.ndarray, p_gen: torch.Tensor | np.ndarray,
+              eps: float = 1e-6) -> float:
     """Mean over N pairs of KL(p_true[i] || p_gen[i]), nats; p_true, p_gen (N, C) class distributions of the
     true and generated audio of the same N clips (rows sum to 1)."""
     p, q = torch.as_tensor(p_true), torch.as_tensor(p_gen)

@@ -23,8 +23,17 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["OnsetConfig", "PRESETS", "onset_novelty", "pick_peaks", "detect_onsets", "reference_onsets",
-           "match_onsets", "onset_sync", "pool_sync"]
+__all__ = [
+    "PRESETS",
+    "OnsetConfig",
+    "detect_onsets",
+    "match_onsets",
+    "onset_novelty",
+    "onset_sync",
+    "pick_peaks",
+    "pool_sync",
+    "reference_onsets",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +201,7 @@ def onset_sync(detected_onsets: Sequence[float] | np.ndarray, events: Iterable,
 
 def _rates(c: dict[str, float]) -> dict[str, float]:
     nan = float("nan")
+    n_spans = c["n_silent_spans"]
     if c["n_ref"] == 0 and c["n_det"] == 0:
         precision = recall = f1 = 1.0
     else:
@@ -202,7 +212,7 @@ def _rates(c: dict[str, float]) -> dict[str, float]:
     out = {"f1": f1, "precision": precision, "recall": recall,
            "mean_abs_offset_ms": 1000 * c["sum_abs_offset_s"] / m if m else nan,
            "mean_offset_ms": 1000 * c["sum_offset_s"] / m if m else nan,
-           "false_onset_rate_in_silence": c["n_false_spans"] / c["n_silent_spans"] if c["n_silent_spans"] else nan,
+           "false_onset_rate_in_silence": c["n_false_spans"] / n_spans if n_spans else nan,
            "false_onsets_per_silent_s": c["n_false_onsets"] / c["silent_s"] if c["silent_s"] else nan}
     return {**out, **c}
 

@@ -36,5 +36,5 @@ def true_audio(seed: int, config: WorldConfig | str = "small") -> TrueAudio:
     cfg = PRESETS[config] if isinstance(config, str) else config
     pool = load_pool(cfg.sample_rate)
     scene = plan_clip(int(seed), cfg, pool=pool)
-    return TrueAudio(seed=int(seed), split=scene.split, audio=mix_audio(scene, pool), sample_rate=cfg.sample_rate,
-                     events=scene.events, silent_spans=silent_spans(scene, pool))
+    return TrueAudio(seed=int(seed), split=scene.split, audio=mix_audio(scene, pool),
+                     sample_rate=cfg.sample_rate, events=scene.events, silent_spans=silent_spans(scene, pool))

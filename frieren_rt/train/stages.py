@@ -377,9 +377,38 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     return {"done": True}
 
 
+# --- stage: export -----------------------------------------------------------------------------------------
+EXPORT_FILES = ("base", "reflow", "distill", "single", "vae", "vocoder")
+
+
+def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None, *,
+                 dest: Path | None = None) -> dict[str, Any]:
+    """Copy the run's trained files into the package's shipped weights folder, stored as float16 (loaded back
+    into float32 modules: the < 50 MB budget of issue 3), with each file's header metadata kept."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    from frieren_rt.pipeline import default_weights_dir  # noqa: PLC0415
+
+    dest = Path(dest) if dest is not None else default_weights_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for name in EXPORT_FILES:
+        src = run / f"{name}.safetensors"
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} is missing: run 'frieren-rt train {name if name != 'base' else 'flow'}'")
+        with safe_open(str(src), "pt") as f:
+            meta = f.metadata() or {}
+        state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(src)).items()}
+        save_file(state, str(dest / src.name), metadata={**meta, "stored_dtype": "float16"})
+        sizes[src.name] = (dest / src.name).stat().st_size
+    history = json.loads((run / "stages.json").read_text()) if (run / "stages.json").is_file() else []
+    (dest / "training.json").write_text(json.dumps(history, indent=1))
+    return {"dest": str(dest), "bytes": sizes, "total_mb": round(sum(sizes.values()) / 1e6, 2)}
+
+
 STAGES = {"cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
           "distill": stage_distill, "single": stage_single,
-          "vocoder": stage_vocoder}
+          "vocoder": stage_vocoder, "export": stage_export}
 
 
 def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float | None = None) -> dict[str, Any]:

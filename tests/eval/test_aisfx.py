@@ -76,9 +76,9 @@ def test_embed_clip_shapes(aisfx_model, test_clips):
 
 @requires_aisfx
 def test_same_class_snippets_closer_than_different_class(aisfx_model, test_clips):
-    """0.5 s onset snippets of true test audio (dense mixtures): cosine similarity of the centred embeddings is
-    higher within a class (measured 0.13) than across classes (-0.02); leave-one-out 1-NN class accuracy 0.34
-    against a chance of 0.09."""
+    """0.5 s onset snippets of true test audio (dense mixtures): cosine similarity of the centred embeddings
+    is higher within a class (measured 0.13) than across classes (-0.02); leave-one-out 1-NN class accuracy
+    0.34 against a chance of 0.09."""
     clips = test_clips[:8]
     snippets = np.concatenate([event_snippets(c.audio, c.events, 22050, 0.5) for c in clips])
     labels = np.array([e.cls for c in clips for e in c.events])

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from frieren_rt.eval.classify import (EventClassifier, LinearClassifier, LogMelStats, class_accuracy,
-                                      clip_posterior, event_snippets, fit_event_classifier)
+from frieren_rt.eval.classify import (
+    EventClassifier,
+    LinearClassifier,
+    LogMelStats,
+    class_accuracy,
+    clip_posterior,
+    event_snippets,
+    fit_event_classifier,
+)
 from frieren_rt.eval.distances import paired_kl
 from frieren_rt.world.events import EVENT_CLASSES, Event
 from tests.eval.conftest import requires_assets

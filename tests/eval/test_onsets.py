@@ -7,8 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from frieren_rt.eval.onsets import (OnsetConfig, detect_onsets, match_onsets, onset_novelty, onset_sync,
-                                    pool_sync, reference_onsets)
+from frieren_rt.eval.onsets import (
+    OnsetConfig,
+    detect_onsets,
+    match_onsets,
+    onset_novelty,
+    onset_sync,
+    pool_sync,
+    reference_onsets,
+)
 from frieren_rt.world.events import Event
 from tests.eval.conftest import requires_assets
 
@@ -61,7 +68,8 @@ def test_onset_sync_30_ms_late_matches_50_ms_misses():
     assert late["mean_abs_offset_ms"] == pytest.approx(30.0)
     assert late["mean_offset_ms"] == pytest.approx(30.0)  # positive: sound after picture
     early = onset_sync([0.97], events, [])
-    assert early["recall"] == 0.5 and early["precision"] == 1.0 and early["mean_offset_ms"] == pytest.approx(-30)
+    assert early["recall"] == 0.5 and early["precision"] == 1.0
+    assert early["mean_offset_ms"] == pytest.approx(-30)
     miss = onset_sync([1.05, 2.05], events, [])
     assert miss["f1"] == 0.0 and miss["n_matched"] == 0 and math.isnan(miss["mean_abs_offset_ms"])
 
@@ -70,7 +78,8 @@ def test_matching_is_one_to_one_and_maximal():
     # two detections near one event: one matches, the other is a false positive
     r = onset_sync([1.00, 1.02], [ev(1.0)], [])
     assert (r["precision"], r["recall"]) == (0.5, 1.0)
-    # closest-pair-first greedy would pair 1.03 with ref 1.04 and leave ref 1.00 unmatched; the maximal matching pairs both
+    # closest-pair-first greedy would pair 1.03 with ref 1.04 and leave ref 1.00 unmatched;
+    # the maximal matching pairs both
     assert match_onsets(np.array([1.0, 1.04]), np.array([1.03, 1.075]), 0.04) == [(0, 0), (1, 1)]
 
 
