@@ -48,17 +48,19 @@ def clip_features(cache: FeatureCache, seed: int) -> torch.Tensor:
 class WindowSampler:
     """Random streaming windows. latents: seed -> (mean (C, N), std (C, N)) scaled flow latents of each clip.
 
+    p_event: probability of a window whose newest hop contains an event onset (else the end is uniform).
     p_fresh: probability of a window with nothing emitted yet (stream start, mask all 0); otherwise the first
     W - h latents are known with h = hop latents (as in steady streaming) or, with probability p_long_gap, a
     random gap in [hop, W] (after an underrun or a skipped hop).
     """
 
     def __init__(self, cache: FeatureCache, latents: dict[int, tuple[torch.Tensor, torch.Tensor]],
-                 geometry: StreamGeometry, *, p_fresh: float = 0.15, p_long_gap: float = 0.25) -> None:
+                 geometry: StreamGeometry, *, p_fresh: float = 0.15, p_long_gap: float = 0.25,
+                 p_event: float = 0.5) -> None:
         self.cache, self.latents, self.geometry = cache, latents, geometry
         self.seeds = [s for s in cache.seeds if s in latents]
         self.features = {s: clip_features(cache, s) for s in self.seeds}
-        self.p_fresh, self.p_long_gap = p_fresh, p_long_gap
+        self.p_fresh, self.p_long_gap, self.p_event = p_fresh, p_long_gap, p_event
 
     def window(self, seed: int, end: int, gap: int, gen: torch.Generator, sample_posterior: bool) -> WindowBatch:
         g = self.geometry
@@ -82,6 +84,13 @@ class WindowSampler:
             seed = self.seeds[int(torch.randint(len(self.seeds), (1,), generator=gen))]
             n = self.latents[seed][0].shape[1]
             end = int(torch.randint(w, n + 1, (1,), generator=gen))
+            events = self.cache[seed].events
+            if events and float(torch.rand((), generator=gen)) < self.p_event:
+                # A window whose newest hop holds an event onset: the case streaming must get right (the
+                # sound has to start in the hop its visible cause appears in), rare among uniform windows.
+                e = events[int(torch.randint(len(events), (1,), generator=gen))]
+                onset = int(e["time"] * g.latent_rate)
+                end = min(n, max(w, onset + 1 + int(torch.randint(hop, (1,), generator=gen))))
             u = float(torch.rand((), generator=gen))
             if u < self.p_fresh:
                 gap = w
