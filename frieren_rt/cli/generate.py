@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="Euler steps (default: 1, or 25 for --model base)")
     p.add_argument("--sampler", choices=["euler", "dopri5"], default="euler", help="ODE solver (default: euler)")
     p.add_argument("--cfg", type=float, default=None,
-                   help="classifier-free guidance scale (default: 4.5; 1 = single pass, no guidance)")
+                   help="classifier-free guidance scale (default: 4.5, or 1 for --model single, whose weights "
+                   "fold guidance in; 1 = one network pass, no guidance)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
     p.add_argument("--wav", type=Path, default=None, help="also write the generated audio as a 22.05 kHz WAV")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
