@@ -54,6 +54,14 @@ class ServerConfig:
     ice_addresses: tuple[str, ...] | None = None
     video_size: VideoSize = field(default_factory=VideoSize)
     connect_timeout_s: float = 20.0
+    # Limits shared by every endpoint (/offer, /whip, /whep, /ws; issue 6). allowed_origins: browser Origins
+    # accepted (empty: same-origin pages and non-browser clients only; "*": any). handshake_timeout_s: a client
+    # must finish its handshake (ICE connect / WebSocket hello) within this. idle_timeout_s: a session that
+    # sends no media for this long is closed. max_message_bytes: largest request body / WebSocket message.
+    allowed_origins: tuple[str, ...] = ()
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0
+    max_message_bytes: int = 4 * 1024 * 1024
     clip_seed: int = 200_000
     clip_duration: float = 10.0
 
