@@ -156,3 +156,47 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=pipe.model.cfg.feature_dim, max_batch=options.max_batch,
                                       latency_s=options.latency_s))
+
+
+class StreamingCAVP:
+    """CAVP features for live frames (issue 7): each session keeps its last ``clip_frames`` frames, and every
+    batch of new frames is encoded with that history in front, as the tail of one clip (CAVP's 3x1x1 temporal
+    convs see the past; the newest frames lack the future context the official 40-frame clips give them).
+    Frames arrive at the engine's 4 fps-sized latest-wins buffer; the conditioning is mapped to latents by
+    their capture timestamps (frieren_rt.windowing), so irregular arrival does not drift."""
+
+    def __init__(self, cavp: Any, *, clip_frames: int = 40, device: str = "cpu") -> None:
+        self.cavp, self.clip_frames, self.device = cavp, clip_frames, device
+        self._history: dict[Hashable, torch.Tensor] = {}
+
+    def __call__(self, frames: Sequence[Any]) -> torch.Tensor:
+        from frieren_rt.official.frames import to_cavp_input  # noqa: PLC0415
+
+        out: list[torch.Tensor | None] = [None] * len(frames)
+        keys: dict[Hashable, list[int]] = {}
+        for i, f in enumerate(frames):
+            keys.setdefault(getattr(f, "key", None), []).append(i)
+        for key, idx in keys.items():
+            new = to_cavp_input(np.stack([np.asarray(frames[i]) for i in idx]))  # (n, 3, 224, 224)
+            clip = torch.cat([self._history.get(key, new[:0]), new])[-max(self.clip_frames, len(idx)):]
+            self._history[key] = clip[-(self.clip_frames - 1):] if self.clip_frames > 1 else clip[:0]
+            with torch.no_grad():
+                feats = self.cavp(clip[None].to(self.device))[0, -len(idx):].float().cpu()  # (n, 512)
+            for j, i in enumerate(idx):
+                out[i] = feats[j]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+
+def build_official_engine(weights: Path, options: EngineOptions = EngineOptions(), *, sizes: str = "official",
+                          steps: int = 1, clock: Clock | None = None) -> Engine:
+    """The engine over the published Frieren files (frieren_rt.official.pipeline): CAVP features, CFG 4.5,
+    replacement continuity, 16 kHz. ``options.hop_s`` is raised to the seam crossfade if shorter; ``window_s``
+    is the official 8.192 s. Raises OfficialWeightsError listing every missing or mismatched file."""
+    from frieren_rt.official.pipeline import OfficialOptions, OfficialPipeline  # noqa: PLC0415
+
+    pipe = OfficialPipeline.from_dir(weights, OfficialOptions(steps=steps, hop_s=options.hop_s, sizes=sizes),
+                                     device=options.device)
+    return Engine(generator=pipe.generator(), features=StreamingCAVP(pipe.cavp, device=options.device),
+                  clock=clock or MonotonicClock(),
+                  config=EngineConfig(feature_dim=pipe.sizes.cavp.embed_dim, max_batch=options.max_batch,
+                                      latency_s=options.latency_s))

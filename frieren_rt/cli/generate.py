@@ -16,17 +16,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="input video (any format FFmpeg/PyAV reads)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 (video copied + AAC audio)")
-    p.add_argument("--model", default="distill", choices=["base", "reflow", "distill", "single"],
-                   help="shipped model variant (default: distill, the one-step reflow + distilled student)")
+    p.add_argument("--model", default="distill",
+                   choices=["base", "reflow", "distill", "single", "small", "official"],
+                   help="shipped model variant (default: distill, the one-step reflow + distilled student; small = "
+                   "distill), or official: the published Frieren files in --weights DIR (16 kHz audio)")
     p.add_argument("--weights", type=Path, default=None,
-                   help="folder with <model>.safetensors and vae.safetensors (default: the shipped weights)")
-    p.add_argument("--steps", type=int, default=None, help="Euler steps (default: 1, or 25 for --model base)")
+                   help="folder with <model>.safetensors and vae.safetensors (default: the shipped weights); with "
+                   "--model official: frieren.ckpt, vocoder/best_netG.pt + args.yml, cavp_epoch66.ckpt")
+    p.add_argument("--official-sizes", choices=["official", "reduced"], default="official",
+                   help="widths of the --model official files: official (published) or reduced (the parity "
+                   "fixtures' widths, for tests)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="Euler steps (default: 1, or 25 for --model base and official)")
     p.add_argument("--sampler", choices=["euler", "dopri5"], default="euler", help="ODE solver (default: euler)")
     p.add_argument("--cfg", type=float, default=None,
                    help="classifier-free guidance scale (default: 4.5, or 1 for --model single, whose weights "
                    "fold guidance in; 1 = one network pass, no guidance)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
-    p.add_argument("--wav", type=Path, default=None, help="also write the generated audio as a 22.05 kHz WAV")
+    p.add_argument("--wav", type=Path, default=None,
+                   help="also write the generated audio as a WAV (22.05 kHz; 16 kHz with --model official)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     add_backend_args(p)
     p.set_defaults(func=run)
@@ -43,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output.resolve() == args.input.resolve():
         raise ValueError("output must differ from input (the input video is read while the output is written)")
-    options = GenerationOptions(variant=args.model, steps=args.steps, sampler=args.sampler, cfg=args.cfg,
-                                backend=args.backend, precision=args.precision)
-    pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
+    if args.model == "official":
+        pipe = official_pipeline(args)
+    else:
+        options = GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
+                                    sampler=args.sampler, cfg=args.cfg, backend=args.backend,
+                                    precision=args.precision)
+        pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
     video = read_video(args.input)
     start = time.monotonic()
     with tqdm(total=1, desc="generate", unit="hop") as bar:
@@ -62,6 +74,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.output}: {video.duration:.2f} s of audio in {took:.1f} s "
           f"({took / max(video.duration, 1e-9):.2f} s per second of video), peak {np.abs(audio).max():.2f}")
     return 0
+
+
+def official_pipeline(args: argparse.Namespace):  # noqa: ANN201
+    """The published Frieren (issue 7) from --weights; Euler 25 steps and CFG 4.5 unless told otherwise."""
+    from frieren_rt.official.pipeline import OfficialOptions, OfficialPipeline  # noqa: PLC0415
+
+    if args.weights is None:
+        raise ValueError("--model official needs --weights DIR (the published Frieren files)")
+    if args.sampler != "euler" or args.backend != "eager" or args.precision != "fp32":
+        raise ValueError("--model official runs with --sampler euler, --backend eager, --precision fp32 only")
+    options = OfficialOptions(steps=25 if args.steps is None else args.steps,
+                              cfg=4.5 if args.cfg is None else args.cfg, sizes=args.official_sizes)
+    return OfficialPipeline.from_dir(args.weights, options, device=args.device)
 
 
 def write_wav(path: Path, audio, sample_rate: int) -> None:
