@@ -126,6 +126,11 @@ class MotionAwareFeatures:
         self.extractor = extractor
         self._state: dict[Hashable, tuple[torch.Tensor, int, torch.Tensor | None]] = {}
 
+    def forget(self, session_id: Hashable) -> None:
+        """Drop a closed session's carried frame (frames are keyed by ``str(session id)``, webrtc.StreamFrame)."""
+        self._state.pop(session_id, None)
+        self._state.pop(str(session_id), None)
+
     def __call__(self, frames: Sequence[Any]) -> torch.Tensor:
         out: list[torch.Tensor | None] = [None] * len(frames)
         keys: dict[Hashable, list[int]] = {}

@@ -211,6 +211,9 @@ class Engine:
 
     def close_session(self, session_id: Hashable) -> None:
         self.sessions.pop(session_id, None)
+        forget = getattr(self.features, "forget", None)  # extractors with per-stream state (motion) drop it
+        if forget is not None:
+            forget(session_id)
 
     async def step(self) -> int:
         """Submit the next hop of every due session as one batch; await it; queue the audio. Returns hops done."""

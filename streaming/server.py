@@ -9,6 +9,9 @@ Routes:
   back on the same connection. Returns ``{sdp, type, session}``.
 - ``POST /whip`` and ``POST /whep[/{session}]``: RFC 9725 ingestion and its playback counterpart (whip.py).
 - ``GET /stats/{session}``, ``GET /sessions``: JSON statistics for the page's latency/level/underrun display.
+
+Every request passes access.py's middleware first (Origin 403, token 401, body size 413); sessions are bounded
+by ``max_sessions`` (503) and closed by webrtc.PeerSession's handshake and idle timeouts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
+from frieren_rt.streaming.access import AccessPolicy, access_middleware
 from frieren_rt.streaming.engine import Engine
 from frieren_rt.streaming.webrtc import PeerSession, VideoSize, ice_host_addresses, new_peer_connection
 
@@ -36,15 +41,16 @@ __all__ = ["ServerConfig", "SessionRegistry", "SessionLimit", "SdpError", "creat
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_CLIPS = 8  # rendered /clip.mp4 files kept: any client can name any seed, so the disk they take is bounded
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """host/port: where to listen (loopback by default). max_sessions: publishing sessions at once (503 beyond).
-    token: bearer token for WHIP/WHEP (None: open). ice_servers: STUN/TURN URLs (none: nothing leaves the host).
-    ice_addresses: host candidates to offer (None: loopback when ``host`` is loopback, else aioice's choice).
-    video_size: frames are scaled to this before the feature extractor. clip_seed/clip_duration: the world clip
-    served at /clip.mp4 by default."""
+    token: required by every session endpoint (access.py; None: open). ice_servers: STUN/TURN URLs (none:
+    nothing leaves the host). ice_addresses: host candidates to offer (None: loopback when ``host`` is
+    loopback, else aioice's choice). video_size: frames are scaled to this before the feature extractor.
+    clip_seed/clip_duration: the world clip served at /clip.mp4 by default."""
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -53,15 +59,17 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     ice_addresses: tuple[str, ...] | None = None
     video_size: VideoSize = field(default_factory=VideoSize)
-    connect_timeout_s: float = 20.0
-    # Limits shared by every endpoint (/offer, /whip, /whep, /ws; issue 6). allowed_origins: browser Origins
-    # accepted (empty: same-origin pages and non-browser clients only; "*": any). handshake_timeout_s: a client
-    # must finish its handshake (ICE connect / WebSocket hello) within this. idle_timeout_s: a session that
-    # sends no media for this long is closed. max_message_bytes: largest request body / WebSocket message.
+    # Limits shared by every endpoint (/offer, /whip, /whep, /ws; issue 6), enforced by access.py and
+    # webrtc.PeerSession. allowed_origins: browser Origins accepted besides the server's own (empty: the
+    # bundled page and non-browser clients only; "*": any). handshake_timeout_s: a client must finish its
+    # handshake (ICE + DTLS connected / WebSocket hello) within this, or its slot is freed. idle_timeout_s: a
+    # publisher that sends no video for this long is closed. max_message_bytes: largest request body /
+    # WebSocket message (413 / close 1009). max_players: WHEP players per session (503 beyond).
     allowed_origins: tuple[str, ...] = ()
     handshake_timeout_s: float = 10.0
     idle_timeout_s: float = 30.0
     max_message_bytes: int = 4 * 1024 * 1024
+    max_players: int = 4
     clip_seed: int = 200_000
     clip_duration: float = 10.0
 
@@ -166,7 +174,8 @@ async def open_publisher(app: web.Application, offer: RTCSessionDescription, *, 
     pc = new_peer_connection(cfg.ice_servers)
     try:
         session = PeerSession(secrets.token_urlsafe(8), pc=pc, engine=app[ENGINE], size=cfg.video_size,
-                              seed=seed, connect_timeout_s=cfg.connect_timeout_s)
+                              seed=seed, handshake_timeout_s=cfg.handshake_timeout_s,
+                              idle_timeout_s=cfg.idle_timeout_s, max_players=cfg.max_players)
         try:
             answer = await negotiate(pc, offer, [session.audio_track()] if audio_back else [])
         except SdpError:
@@ -234,6 +243,8 @@ async def clip(request: web.Request) -> web.StreamResponse:
                                                                            cfg.clip_duration)
         except (FileNotFoundError, ValueError) as exc:
             return web.json_response({"error": f"cannot render world clip {seed}: {exc}"}, status=404)
+        while len(cache) > MAX_CLIPS:  # the oldest goes (a response still sending it keeps its open file)
+            shutil.rmtree(cache.pop(next(iter(cache))).parent, ignore_errors=True)
     return web.FileResponse(cache[seed], headers={"Content-Type": "video/mp4"})
 
 
@@ -252,9 +263,10 @@ def render_clip_mp4(seed: int, duration: float) -> Path:
 def create_app(config: ServerConfig, *, engine: Engine | Callable[[], Engine]) -> web.Application:
     """The web application. ``engine``: a built engine, or a factory called at startup (model loading then
     happens once the server starts, not at import)."""
-    from frieren_rt.streaming import whip  # noqa: PLC0415
+    from frieren_rt.streaming import whip, ws  # noqa: PLC0415
 
-    app = web.Application()
+    app = web.Application(middlewares=[access_middleware(AccessPolicy.from_config(config))],
+                          client_max_size=config.max_message_bytes)
     app[CONFIG] = config
     app[SESSIONS] = SessionRegistry(config.max_sessions)
     app[_CLIPS] = {}
@@ -279,6 +291,7 @@ def create_app(config: ServerConfig, *, engine: Engine | Callable[[], Engine]) -
     app.router.add_get("/sessions", sessions)
     app.router.add_get("/clip.mp4", clip)
     whip.add_routes(app)
+    ws.add_routes(app)
     return app
 
 

@@ -196,6 +196,7 @@ class VideoIngest:
         self.mapper = CaptureTimeMapper()
         self.frames_in = 0
         self.frames_skipped = 0  # stale frames drained from aiortc's queue without conversion
+        self.last_arrival: float | None = None  # clock time of the newest frame (PeerSession's idle timeout)
 
     def _newest(self, frame: Any) -> Any:
         """Drop every frame already queued behind ``frame`` (aiortc's RemoteStreamTrack queue is unbounded)."""
@@ -217,7 +218,7 @@ class VideoIngest:
                 frame = await self.track.recv()
             except MediaStreamError:
                 return
-            arrival = self.clock.now()
+            arrival = self.last_arrival = self.clock.now()
             frame = self._newest(frame)
             self.frames_in += 1
             pts_s = float(frame.pts * frame.time_base) if frame.pts is not None else arrival
@@ -242,10 +243,19 @@ class PeerSession:
     The audio source is paced once and fanned out through a MediaRelay (buffered per consumer, each consumer an
     RTP sender pulling in real time), so the page's own connection and any WHEP players hear the same stream.
     ``closed`` is set once every resource is released.
+
+    Limits (issue 6): a connection (the publisher's or a player's) that has not completed ICE + DTLS within
+    ``handshake_timeout_s`` is closed; a publisher whose video stops for ``idle_timeout_s`` (on the engine
+    clock) is closed, though its peer may still be alive (ICE consent, RFC 7675, only notices a vanished one);
+    at most ``max_players`` WHEP players. Every per-session buffer is bounded: the engine session's
+    (latest-wins frames, FIFO, feature track, timings), aiortc's receive queue drained to the newest frame by
+    :class:`VideoIngest`, a discarded microphone consumed, and one relay queue per listener drained by its RTP
+    sender as fast as the paced source fills it.
     """
 
     def __init__(self, session_id: str, *, pc: RTCPeerConnection, engine: Engine, size: VideoSize,
-                 seed: int | None = None, connect_timeout_s: float = 20.0) -> None:
+                 seed: int | None = None, handshake_timeout_s: float = 10.0, idle_timeout_s: float = 30.0,
+                 max_players: int = 4) -> None:
         self.id = session_id
         self.pc = pc
         self.engine = engine
@@ -256,12 +266,17 @@ class PeerSession:
         self.ingest: VideoIngest | None = None
         self.players: dict[str, RTCPeerConnection] = {}
         self.created = time.monotonic()
+        self.handshake_timeout_s = handshake_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.max_players = max_players
+        self._opened_at = engine.clock.now()
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_state)
-        self._spawn(self._connect_watchdog(connect_timeout_s))
+        self._spawn(self._handshake_watchdog(pc, self.close))
+        self._spawn(self._idle_watchdog())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -293,20 +308,44 @@ class PeerSession:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
 
-    async def _connect_watchdog(self, timeout_s: float) -> None:
-        await asyncio.sleep(timeout_s)
-        if self.pc.connectionState != "connected":
-            log.info("session %s never connected; closing", self.id)
-            await self.close()
+    async def _handshake_watchdog(self, pc: RTCPeerConnection, on_timeout: Any) -> None:
+        """``on_timeout()`` unless ``pc`` got past ICE + DTLS within the handshake timeout (aiortc's states never
+        return to new/connecting once connected, so a later drop is left to ``_on_state``)."""
+        await asyncio.sleep(self.handshake_timeout_s)
+        if pc.connectionState in ("new", "connecting"):
+            log.info("session %s: a connection did not complete its handshake in %.1f s; closing it", self.id,
+                     self.handshake_timeout_s)
+            await on_timeout()
 
-    async def add_player(self, player_id: str, pc: RTCPeerConnection) -> None:
+    def idle_s(self) -> float:
+        """Engine-clock seconds since the newest video frame (since the session opened, before the first)."""
+        last = self.ingest.last_arrival if self.ingest is not None else None
+        return self.engine.clock.now() - (self._opened_at if last is None else last)
+
+    async def _idle_watchdog(self) -> None:
+        clock = self.engine.clock
+        while (idle := self.idle_s()) < self.idle_timeout_s:
+            await clock.sleep_until(clock.now() + self.idle_timeout_s - idle)
+        log.info("session %s sent no video for %.1f s; closing", self.id, self.idle_timeout_s)
+        await self.close()
+
+    @property
+    def players_full(self) -> bool:
+        return len(self.players) >= self.max_players
+
+    async def add_player(self, player_id: str, pc: RTCPeerConnection) -> bool:
+        """Register a negotiated player connection; False (the caller closes ``pc``) when the session is full."""
+        if self.players_full or self._closing:
+            return False
         self.players[player_id] = pc
+        self._spawn(self._handshake_watchdog(pc, lambda: self.remove_player(player_id)))
 
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 await self.remove_player(player_id)
 
         pc.on("connectionstatechange", on_state)
+        return True
 
     async def remove_player(self, player_id: str) -> bool:
         pc = self.players.pop(player_id, None)
@@ -355,4 +394,5 @@ class PeerSession:
             "compute_p95_s": compute[int(0.95 * (len(compute) - 1))] if compute else None,
             "players": len(self.players),
             "age_s": round(time.monotonic() - self.created, 3),
+            "idle_s": round(self.idle_s(), 3),
         }

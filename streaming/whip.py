@@ -7,13 +7,13 @@ resource ends the session (200). Trickle ICE is not supported: ``PATCH`` answers
 answer is sent once ICE gathering is complete, so it carries literal-IP candidates (FFmpeg's muxer needs them).
 
 WHEP: ``POST /whep/{session}`` (or ``/whep`` for the newest session) with an audio offer -> 201 + Location
-``/whep/{session}/{player}``; ``DELETE`` ends the player. Both endpoints take an optional bearer token
-(``Authorization: Bearer TOKEN``; 401 on a missing or wrong one, RFC 9725 section 4.5).
+``/whep/{session}/{player}``; ``DELETE`` ends the player; beyond the session's ``max_players``: 503. Both
+endpoints take an optional bearer token (``Authorization: Bearer TOKEN``; 401 on a missing or wrong one,
+RFC 9725 section 4.5), checked with Origin and body size by access.py's middleware for every endpoint.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 
 from aiohttp import web
@@ -34,23 +34,12 @@ __all__ = ["add_routes", "SDP_TYPE"]
 SDP_TYPE = "application/sdp"
 
 
-def _authorized(request: web.Request) -> bool:
-    token = request.app[CONFIG].token
-    if token is None:
-        return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain", headers=headers)
 
 
 def _guard(request: web.Request) -> web.Response | None:
-    """401 / 415 answers shared by both POST endpoints; None when the request may proceed."""
-    if not _authorized(request):
-        return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": 'Bearer realm="frieren-rt"'})
+    """The 415 answer shared by both POST endpoints (401 is access.py's); None: go on."""
     if request.content_type != SDP_TYPE:
         return _error(415, f"Content-Type must be {SDP_TYPE}, got {request.content_type or 'none'}")
     return None
@@ -76,8 +65,6 @@ async def whip_post(request: web.Request) -> web.Response:
 
 
 async def whip_delete(request: web.Request) -> web.Response:
-    if not _authorized(request):
-        return _error(401, "missing or wrong bearer token")
     session = request.app[SESSIONS].get(request.match_info["session"])
     if session is None:
         return _error(404, "no such WHIP session")
@@ -97,6 +84,9 @@ async def whep_post(request: web.Request) -> web.Response:
     session = request.app[SESSIONS].get(request.match_info.get("session"))
     if session is None:
         return _error(404, "no such session to play" if "session" in request.match_info else "no session is open")
+    if session.players_full:
+        return _error(503, f"session {session.id} already has {session.max_players} players",
+                      **{"Retry-After": "5"})
     try:
         desc = check_offer(await request.text(), need="audio")
     except SdpError as exc:
@@ -108,13 +98,14 @@ async def whep_post(request: web.Request) -> web.Response:
         await pc.close()
         return _error(400, str(exc))
     player = secrets.token_urlsafe(6)
-    await session.add_player(player, pc)
+    if not await session.add_player(player, pc):  # filled (or closed) while this offer was negotiated
+        await pc.close()
+        return _error(503, f"session {session.id} has no room for another player",
+                      **{"Retry-After": "5"})
     return _created(answer, f"/whep/{session.id}/{player}")
 
 
 async def whep_delete(request: web.Request) -> web.Response:
-    if not _authorized(request):
-        return _error(401, "missing or wrong bearer token")
     session = request.app[SESSIONS].get(request.match_info["session"])
     if session is None or not await session.remove_player(request.match_info["player"]):
         return _error(404, "no such WHEP player")

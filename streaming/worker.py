@@ -7,10 +7,11 @@ call, i.e. one batched forward pass of the single model instance.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Generic, TypeVar
 
 __all__ = ["InferenceWorker", "WorkerQueueFull"]
@@ -92,10 +93,12 @@ class InferenceWorker(Generic[J, R]):
                 results = self._run_batch(jobs)
             except BaseException as exc:  # noqa: BLE001 - every waiter must learn about the failure
                 for _, fut in batch:
-                    fut.set_exception(exc)
+                    with contextlib.suppress(InvalidStateError):  # its waiter gave up (session closed)
+                        fut.set_exception(exc)
                 continue
             for (_, fut), result in zip(batch, results, strict=True):
-                fut.set_result(result)
+                with contextlib.suppress(InvalidStateError):  # cancelled at shutdown: nobody waits for it
+                    fut.set_result(result)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         """Finish queued jobs, then end the thread."""

@@ -8,8 +8,16 @@ from pathlib import Path
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     """Model options shared by serve and demo."""
-    p.add_argument("--model", type=Path, default=None, metavar="DIR",
-                   help="weights folder (default: the shipped frieren_rt/weights) or a frieren-rt train run folder")
+    p.add_argument("--model", default=None, metavar="small|official|DIR",
+                   help="which model: small (the shipped model, default), official (the published Frieren files "
+                   "in --weights DIR), or a small-model weights folder / frieren-rt train run folder")
+    p.add_argument("--weights", type=Path, default=None, metavar="DIR",
+                   help="weights folder: the small model's (default: the shipped frieren_rt/weights) or, with "
+                   "--model official, the published files (frieren.ckpt, vocoder/best_netG.pt + args.yml, "
+                   "cavp_epoch66.ckpt)")
+    p.add_argument("--official-sizes", choices=["official", "reduced"], default="official",
+                   help="widths of the --model official files: official (published) or reduced (the parity "
+                   "fixtures' widths, for tests)")
     p.add_argument("--random-model", action="store_true",
                    help="debug: a tiny randomly initialised model (its audio is NOISE, for testing the transport)")
     p.add_argument("--window", type=float, default=1.6, metavar="S", help="generation window, seconds")
@@ -44,8 +52,26 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)
-    resolve_weights(args.model, GenerationOptions())  # fail now, with the reason, not at the first connection
-    return lambda: build_engine(args.model, options)
+    if args.model == "official":  # issue 7: the published Frieren files
+        from frieren_rt.official.weights import SIZES, check_weights_dir  # noqa: PLC0415
+        from frieren_rt.streaming.builders import build_official_engine  # noqa: PLC0415
+
+        if args.weights is None:
+            raise ValueError("--model official needs --weights DIR (the published Frieren files)")
+        check_weights_dir(args.weights, SIZES[args.official_sizes])  # every bad file listed, now
+        return lambda: build_official_engine(args.weights, options, sizes=args.official_sizes)
+    folder = small_model_folder(args.model, args.weights)
+    resolve_weights(folder, GenerationOptions())  # fail now, with the reason, not at the first connection
+    return lambda: build_engine(folder, options)
+
+
+def small_model_folder(model: str | None, weights: Path | None) -> Path | None:
+    """The small model's folder: --weights, else --model DIR (the older spelling), else None (shipped)."""
+    if model in (None, "small"):
+        return weights
+    if weights is not None:
+        raise ValueError(f"--model {model} is a folder; give the weights folder once (--model small --weights DIR)")
+    return Path(model)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +85,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--max-sessions", type=int, default=4, help="publishing sessions at once (503 beyond)")
-    p.add_argument("--token", default=None, help="bearer token required by /whip and /whep")
+    p.add_argument("--token", default=None,
+                   help="token required by /offer, /whip, /whep and /ws (Authorization: Bearer TOKEN; "
+                   "the page: open it as /?token=TOKEN)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="browser origin allowed besides this server's own page, e.g. https://app.example "
+                   "(repeatable; '*' allows any)")
+    p.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S",
+                   help="close a connection whose ICE/DTLS handshake has not completed after S seconds")
+    p.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                   help="close a publishing session that has sent no video for S seconds")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server URL (repeatable; none by default)")
     add_engine_args(p)
@@ -69,10 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_sessions < 1:
         raise ValueError("--max-sessions must be >= 1")
+    if args.handshake_timeout <= 0 or args.idle_timeout <= 0:
+        raise ValueError("--handshake-timeout and --idle-timeout must be > 0 seconds")
     from frieren_rt.streaming.server import ServerConfig, serve  # noqa: PLC0415
 
     factory = engine_factory(args)
     config = ServerConfig(host=args.host, port=args.port, max_sessions=args.max_sessions, token=args.token,
-                          ice_servers=tuple(args.ice_server))
+                          ice_servers=tuple(args.ice_server), allowed_origins=tuple(args.allow_origin),
+                          handshake_timeout_s=args.handshake_timeout, idle_timeout_s=args.idle_timeout)
     serve(config, engine=factory)
     return 0
