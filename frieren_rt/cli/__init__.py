@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules in the order --help lists them. Only commands that exist are listed.
-SUBCOMMANDS: tuple[str, ...] = ("serve", "demo", "generate", "eval", "world", "assets", "train", "info")
+SUBCOMMANDS: tuple[str, ...] = ("serve", "demo", "live", "capture", "profile", "generate", "eval", "world", "assets", "train", "info")
 
 __all__ = ["build_parser", "main"]
 
