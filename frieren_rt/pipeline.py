@@ -106,9 +106,23 @@ def resolve_weights(weights: Path | None, options: GenerationOptions) -> tuple[P
         options.vocoder == "auto" and (folder / "vocoder.safetensors").is_file())
     if use_student and not (folder / "vocoder.safetensors").is_file():
         missing.append("vocoder.safetensors")
+    if not missing and _reads_event_detector(folder / f"{variant}.safetensors") and not (
+            folder / "detector.safetensors").is_file():
+        missing.append("detector.safetensors")
     if missing:
         raise FileNotFoundError(f"model files missing in {folder}: {', '.join(missing)}; {how}")
     return folder, variant, use_student
+
+
+def _reads_event_detector(model_file: Path) -> bool:
+    """Whether a FoleyModel file's config (header metadata only: cheap) takes event detector features."""
+    import json  # noqa: PLC0415
+
+    from safetensors import safe_open  # noqa: PLC0415
+
+    with safe_open(str(model_file), "pt") as f:
+        config = (f.metadata() or {}).get("config")
+    return bool(config and json.loads(config).get("event_dim", 0))
 
 
 class FoleyPipeline:
@@ -144,8 +158,13 @@ class FoleyPipeline:
 
             cc = CacheConfig(**json.loads(meta.read_text())["config"])
         model = FoleyModel.from_pretrained(folder / f"{variant}.safetensors").to(device)
+        detector = None
+        if model.cfg.event_dim:  # the model reads the event detector's features (frieren_rt.vision.events)
+            from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
+
+            detector = EventDetector.from_pretrained(folder / "detector.safetensors")
         return cls(model=model, vae=load_vae(folder / "vae.safetensors").to(device), vocoder=vocoder.to(device),
-                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every),
+                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector),
                    options=replace(options, variant=variant), device=device)
 
     def with_options(self, options: GenerationOptions) -> FoleyPipeline:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 STAGE_HELP = {
+    "detector": "train the visual event detector (which frame shows a sound's cause, and its class) on world "
+    "clips",
     "cache": "render world clips and cache their mel spectrograms and frozen visual features",
     "vae": "train the 1-D mel KL-VAE (2x temporal downsampling) and measure its reconstruction",
     "flow": "train the base rectified-flow model on streaming windows (CFG dropout, known-latent prefixes)",
@@ -20,8 +22,8 @@ STAGE_HELP = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train the small model: cache | vae | flow | reflow | distill | single | vocoder | export",
-        description="Run one stage of the training recipe (in order: cache, vae, flow, reflow, distill, single). "
+        "train", help="train the small model: detector | cache | vae | flow | reflow | distill | single | vocoder | export",
+        description="Run one stage of the training recipe (in order: detector, cache, vae, flow, reflow, distill, single). "
         "Each stage reads and writes the run folder, checkpoints as it goes and resumes when run again. "
         + " ".join(f"{k}: {v}." for k, v in STAGE_HELP.items()),
     )

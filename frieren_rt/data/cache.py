@@ -25,7 +25,8 @@ class CacheConfig:
     """world: world preset; duration: clip seconds; image_resolution: MobileNetV2 input side (chosen by the
     per-frame cost measured in benchmarks/audio_stack.py); image_every: encode every k-th frame and hold its
     features for the next k - 1 (10 fps of content at 30 fps video: what an object is changes slowly, while
-    the per-frame motion features carry event timing); motion_grid: motion cells per side."""
+    the per-frame motion features carry event timing); motion_grid: motion cells per side; event_detector: the
+    motion vector also holds the trained event detector's per-frame features (frieren_rt.vision.events)."""
 
     world: str = "small"
     duration: float = 10.0
@@ -33,6 +34,7 @@ class CacheConfig:
     image_every: int = 3
     motion_grid: int = 4
     shard_size: int = 50
+    event_detector: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,19 +52,22 @@ class ClipRecord:
 
 
 class FeatureExtractor:
-    """Frozen per-frame visual features: MobileNetV2 pooled features + motion. frames (N, H, W, 3) uint8."""
+    """Frozen per-frame visual features: MobileNetV2 pooled features + motion (+ the event detector's features,
+    appended to the motion vector). frames (N, H, W, 3) uint8."""
 
-    def __init__(self, resolution: int, motion_grid: int, image_every: int = 1) -> None:
+    def __init__(self, resolution: int, motion_grid: int, image_every: int = 1, detector: torch.nn.Module | None = None
+                 ) -> None:
         from frieren_rt.vision import ImageEncoder  # noqa: PLC0415
 
         self.encoder = ImageEncoder.from_package(resolution=resolution).eval()
         self.motion_grid = motion_grid
         self.image_every = image_every
+        self.detector = detector.eval() if detector is not None else None
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *, phase: int = 0,
                  held: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames (N, H, W, 3) uint8 -> image (N, 1280), motion (N, grid^2 + 1).
+        """frames (N, H, W, 3) uint8 -> image (N, 1280), motion (N, grid^2 + 1 [+ detector features]).
 
         previous: (H, W, 3) frame shown before frames[0] (motion continuity across calls); phase: index of
         frames[0] in the stream (frames with index % image_every == 0 are encoded, the others hold the last
@@ -73,6 +78,9 @@ class FeatureExtractor:
         chw = frames.permute(0, 3, 1, 2).contiguous().unsqueeze(0)  # (1, N, 3, H, W)
         prev = None if previous is None else previous.permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
         motion = motion_features(chw, grid=self.motion_grid, previous=prev)[0]
+        if self.detector is not None:  # causal, per frame: sees frame t and t - 1 only, as in training
+            events = self.detector.features(chw[0], None if prev is None else prev[0])  # (N, E + K + 1)
+            motion = torch.cat([motion, events], dim=-1)
         index = torch.arange(phase, phase + frames.shape[0])
         encode = torch.nonzero(index % self.image_every == 0).flatten()  # (K,) positions to encode
         if len(encode) == 0 and held is None:
@@ -101,8 +109,12 @@ def _shard_paths(folder: Path, index: int) -> tuple[Path, Path]:
     return folder / f"shard_{index:05d}.safetensors", folder / f"shard_{index:05d}.json"
 
 
-def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConfig(), *, progress: bool = True) -> Path:
-    """Render and featurise ``seeds`` into ``folder`` (resumable: finished shards are skipped)."""
+def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConfig(), *, progress: bool = True,
+                detector: torch.nn.Module | None = None) -> Path:
+    """Render and featurise ``seeds`` into ``folder`` (resumable: finished shards are skipped). ``detector``: the
+    trained event detector, required exactly when ``cfg.event_detector``."""
+    if cfg.event_detector != (detector is not None):
+        raise ValueError("CacheConfig.event_detector and the detector argument disagree")
     from frieren_rt.audio import LogMel  # noqa: PLC0415
 
     folder = Path(folder)
@@ -115,7 +127,8 @@ def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConf
     todo = [i for i in range(len(shards)) if not _shard_paths(folder, i)[1].is_file()]
     if not todo:
         return folder
-    extractor, logmel = FeatureExtractor(cfg.image_resolution, cfg.motion_grid, cfg.image_every), LogMel()
+    extractor = FeatureExtractor(cfg.image_resolution, cfg.motion_grid, cfg.image_every, detector)
+    logmel = LogMel()
     bar = tqdm(total=sum(len(shards[i]) for i in todo), desc=f"cache {folder.name}", unit="clip", disable=not progress)
     for i in todo:
         tensors, side = {}, {}

@@ -32,11 +32,16 @@ class FoleyConfig:
     # features of unit scale: fed raw, the first trained model barely used them (a conditioned hop was only 7 %
     # closer to the truth than a null-conditioned one). log1p(gain * m) puts them on the image features' scale.
     motion_gain: float = 100.0
+    # The last event_dim entries of the motion vector are the event detector's features (embedding and class
+    # posteriors, frieren_rt.vision.events): already on a unit scale, so they skip the log1p above.
+    event_dim: int = 0
 
     def __post_init__(self) -> None:
         if self.projection.raw_cond_dim != self.field.raw_cond_dim:
             raise ValueError(f"projection output {self.projection.raw_cond_dim} != field raw_cond_dim "
                              f"{self.field.raw_cond_dim}")
+        if not 0 <= self.event_dim <= self.projection.motion_dim:
+            raise ValueError(f"event_dim {self.event_dim} outside the motion vector ({self.projection.motion_dim})")
 
     @property
     def feature_dim(self) -> int:
@@ -45,13 +50,13 @@ class FoleyConfig:
 
     def to_json(self) -> str:
         return json.dumps({"field": asdict(self.field), "projection": asdict(self.projection),
-                           "motion_gain": self.motion_gain})
+                           "motion_gain": self.motion_gain, "event_dim": self.event_dim})
 
     @classmethod
     def from_json(cls, text: str) -> FoleyConfig:
         d = json.loads(text)
         return cls(field=VectorFieldConfig(**d["field"]), projection=ProjectionConfig(**d["projection"]),
-                   motion_gain=d.get("motion_gain", 0.0))
+                   motion_gain=d.get("motion_gain", 0.0), event_dim=d.get("event_dim", 0))
 
 
 class FoleyModel(nn.Module):
@@ -73,8 +78,10 @@ class FoleyModel(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         image, motion = cond.split([self.cfg.projection.image_dim, self.cfg.projection.motion_dim], dim=-1)
+        cells, events = motion.float().split([motion.shape[-1] - self.cfg.event_dim, self.cfg.event_dim], dim=-1)
         if self.cfg.motion_gain:
-            motion = torch.log1p(self.cfg.motion_gain * motion.float().clamp(min=0))
+            cells = torch.log1p(self.cfg.motion_gain * cells.clamp(min=0))
+        motion = torch.cat([cells, events], dim=-1)
         raw = self.projection(image.float(), motion.float() if self.cfg.projection.motion_dim else None)
         return self.field(x, t, raw, **kwargs)
 

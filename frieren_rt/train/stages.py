@@ -23,6 +23,8 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
+from frieren_rt.vision.motion import motion_dim
+from frieren_rt.train.detector import stage_detector
 from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
 from frieren_rt.train.loop import TrainState, train_loop, warmup_cosine
 from frieren_rt.windowing import StreamGeometry
@@ -68,6 +70,7 @@ class StageConfig:
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "detector": {"steps": 2500, "batch_size": 8, "lr": 2e-3, "warmup": 100, "weight_decay": 1e-2},
     "vae": {"steps": 3000, "batch_size": 16, "lr": 5e-4},
     "flow": {"steps": 6000, "batch_size": 32, "lr": 5e-4},
     "reflow": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
@@ -98,11 +101,18 @@ def geometry_of(cfg: StageConfig) -> StreamGeometry:
 def stage_cache(run: Path, cfg: StageConfig, **_: Any) -> dict[str, Any]:
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
-    cc = CacheConfig(duration=cfg.clip_seconds, image_resolution=cfg.image_resolution)
+    # A trained event detector in the run folder (stage "detector") adds its features to every frame's motion.
+    detector = None
+    if (run / "detector.safetensors").is_file():
+        from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
+
+        detector = EventDetector.from_pretrained(run / "detector.safetensors")
+    cc = CacheConfig(duration=cfg.clip_seconds, image_resolution=cfg.image_resolution,
+                     event_detector=detector is not None)
     train = list(SPLITS["train"])[: cfg.train_clips]
     val = list(SPLITS["val"])[: cfg.val_clips]
-    build_cache(train, run / "cache_train", cc)
-    build_cache(val, run / "cache_val", cc)
+    build_cache(train, run / "cache_train", cc, detector=detector)
+    build_cache(val, run / "cache_val", cc, detector=detector)
     return {"train_clips": len(train), "val_clips": len(val)}
 
 
@@ -221,11 +231,15 @@ def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
 
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     geom = geometry_of(cfg)
-    sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom)
+    cache = FeatureCache(run / "cache_train")
+    sampler = WindowSampler(cache, latents_of(run, "train"), geom)
     vae = load_vae(run / "vae.safetensors")
     fcfg = FoleyConfig()
+    motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
     fcfg = replace(fcfg, field=replace(fcfg.field, latent_channels=vae.cfg.z_channels,
-                                       max_len=max(fcfg.field.max_len, geom.window_latents + 1)))
+                                       max_len=max(fcfg.field.max_len, geom.window_latents + 1)),
+                   projection=replace(fcfg.projection, motion_dim=motion_width),
+                   event_dim=motion_width - motion_dim(cache.config.motion_grid))
     model = FoleyModel(fcfg)
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
@@ -379,6 +393,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
 # --- stage: export -----------------------------------------------------------------------------------------
 EXPORT_FILES = ("base", "reflow", "distill", "single", "vae", "vocoder")
+OPTIONAL_EXPORT_FILES = ("detector",)  # runs trained without the event detector have none
 
 
 def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None, *,
@@ -392,7 +407,10 @@ def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     dest = Path(dest) if dest is not None else default_weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
     sizes = {}
-    for name in EXPORT_FILES:
+    stale = dest / "detector.safetensors"
+    if stale.is_file() and not (run / "detector.safetensors").is_file():
+        stale.unlink()  # a detector from an earlier export would not match these models
+    for name in EXPORT_FILES + tuple(n for n in OPTIONAL_EXPORT_FILES if (run / f"{n}.safetensors").is_file()):
         src = run / f"{name}.safetensors"
         if not src.is_file():
             raise FileNotFoundError(f"{src} is missing: run 'frieren-rt train {name if name != 'base' else 'flow'}'")
@@ -406,7 +424,7 @@ def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     return {"dest": str(dest), "bytes": sizes, "total_mb": round(sum(sizes.values()) / 1e6, 2)}
 
 
-STAGES = {"cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
+STAGES = {"detector": stage_detector, "cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
           "distill": stage_distill, "single": stage_single,
           "vocoder": stage_vocoder, "export": stage_export}
 
