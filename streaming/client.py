@@ -20,13 +20,14 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from frieren_rt.streaming.latency import ReceivedAudio
 from frieren_rt.streaming.webrtc import new_peer_connection
 
-__all__ = ["AudioRecorder", "ClipVideoTrack", "Publisher", "prefer_codec", "publish_offer", "whep_play",
-           "whip_publish"]
+__all__ = ["AudioRecorder", "ClipVideoTrack", "Publisher", "audio_jitter_prefetch", "prefer_codec",
+           "publish_offer", "whep_play", "whip_publish"]
 
 VIDEO_CLOCK = 90000  # RTP video clock rate (RFC 3551)
 
@@ -58,6 +59,24 @@ class ClipVideoTrack(MediaStreamTrack):
         frame.pts, frame.time_base = round(i * VIDEO_CLOCK / self.fps), Fraction(1, VIDEO_CLOCK)
         self.capture_times.append(time.monotonic())
         return frame
+
+
+def audio_jitter_prefetch(pc: RTCPeerConnection, track: MediaStreamTrack, prefetch: int | None) -> bool:
+    """Set the audio jitter buffer of ``track``'s receiver to hold ``prefetch`` frames (None: aiortc's default).
+
+    aiortc's audio receiver holds 4 x 20 ms frames before releasing the first (80 ms,
+    ../shared/reference/environment.md); 0 is the smallest it allows: a frame is released when the next one
+    arrives (one packet interval, 20 ms). aiortc has no option for it, so the private buffer is swapped (checked,
+    left alone if absent); call this from the ``track`` event, before media flows. True if it was replaced."""
+    attr = "_RTCRtpReceiver__jitter_buffer"
+    if prefetch is None:
+        return False
+    for receiver in pc.getReceivers():
+        old = getattr(receiver, attr, None)
+        if receiver.track is track and isinstance(old, JitterBuffer):
+            setattr(receiver, attr, JitterBuffer(capacity=old.capacity, prefetch=prefetch))
+            return True
+    return False
 
 
 class AudioRecorder:
@@ -144,9 +163,20 @@ def _connected(pc: RTCPeerConnection) -> asyncio.Event:
     return ev
 
 
+def _record_audio(pc: RTCPeerConnection, recorder: AudioRecorder, prefetch: int | None) -> None:
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            audio_jitter_prefetch(pc, track, prefetch)
+            recorder.start(track)
+
+    pc.on("track", on_track)
+
+
 async def publish_offer(base: str, frames: np.ndarray, fps: float, *, codec: str | None = None,
-                        seed: int | None = None, timeout_s: float = 10.0) -> Publisher:
-    """Connect like the page: send video, receive the generated audio on the same connection."""
+                        seed: int | None = None, timeout_s: float = 10.0,
+                        jitter_prefetch: int | None = 0) -> Publisher:
+    """Connect like the page: send video, receive the generated audio on the same connection.
+    ``jitter_prefetch``: audio frames the receiver holds back (see :func:`audio_jitter_prefetch`)."""
     pc = new_peer_connection()
     video = ClipVideoTrack(frames, fps)
     pc.addTrack(video)
@@ -154,7 +184,7 @@ async def publish_offer(base: str, frames: np.ndarray, fps: float, *, codec: str
     if codec:
         prefer_codec(pc, "video", codec)
     recorder = AudioRecorder()
-    pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
+    _record_audio(pc, recorder, jitter_prefetch)
     connected = _connected(pc)
     await pc.setLocalDescription(await pc.createOffer())
     body: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
@@ -200,12 +230,12 @@ async def whip_publish(base: str, frames: np.ndarray, fps: float, *, token: str 
 
 
 async def whep_play(base: str, session: str | None = None, *, token: str | None = None,
-                    timeout_s: float = 10.0) -> Publisher:
+                    timeout_s: float = 10.0, jitter_prefetch: int | None = 0) -> Publisher:
     """WHEP play: audio recvonly offer -> 201 + Location; records the audio; ``close`` sends DELETE."""
     pc = new_peer_connection()
     pc.addTransceiver("audio", direction="recvonly")
     recorder = AudioRecorder()
-    pc.on("track", lambda t: recorder.start(t) if t.kind == "audio" else None)
+    _record_audio(pc, recorder, jitter_prefetch)
     connected = _connected(pc)
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -44,6 +44,11 @@ class AudioPacer:
         return self.frame_samples / self.sample_rate
 
     @property
+    def start(self) -> float | None:
+        """Clock time of the first ``recv`` (frame n leaves at ``start + n * frame_s``); None before it."""
+        return self._start
+
+    @property
     def frames_sent(self) -> int:
         return self._n
 

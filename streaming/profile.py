@@ -13,10 +13,10 @@ world clip at its frame rate for ``duration_s`` and reports per sweep point:
 
 How each is measured (one monotonic clock: clients and an in-process server share ``time.monotonic``):
 
-- Engine stages come from the engine's own per-hop :class:`HopTimings`. The engine records how long each stage
-  took but not when the hop ran, so :class:`HopProbe` timestamps each hop as its batch completes. Against a
-  remote ``--server`` only ``GET /stats/{session}`` is visible: stages are then left out and the compute
-  p50/p95 come from the server's own statistics.
+- Engine stages come from the engine's own per-hop :class:`HopTimings`; :class:`HopProbe` listens to the
+  engine's per-hop callback (``Engine.add_hop_listener``), which also says when each hop's audio was queued.
+  Against a remote ``--server`` only ``GET /stats/{session}`` is visible: its per-stage p50/p95 (``stages``)
+  then stand in for the engine's, and the hop comes from the ``/offer`` reply (``hop_s``).
 - Glass-to-ear extends the method of ``benchmarks/streaming.py`` (:func:`latency.first_audio_latency`): one
   received sample stands for the first frame's capture (minus the held crossfade) and later frames follow on
   the gap-free 48 kHz timeline, so frame k's glass-to-ear is its play time minus the capture time its first
@@ -130,7 +130,8 @@ class WebRtcTransport:
         assert pub.video is not None and pub.session is not None
         return Stream(session=pub.session, latency_s=pub.info["latency_s"],
                       stream_delay_s=pub.info["stream_delay_s"], opened_at=t0, connected_at=time.monotonic(),
-                      capture_times=pub.video.capture_times, audio=pub.recorder.received, close=pub.close)
+                      capture_times=pub.video.capture_times, audio=pub.recorder.received, close=pub.close,
+                      hop_s=pub.info.get("hop_s"))
 
 
 def chunks_audio(chunks: Sequence[Any], rate: int) -> ReceivedAudio:
@@ -209,30 +210,24 @@ def transport_for(name: str) -> Transport:
 
 # --- engine-side probe (in-process server only) -------------------------------------------------------------
 class HopProbe:
-    """Timestamps every hop of every session of an in-process engine: ``hops[session] = [(end, HopTimings)]``.
-
-    ``Engine.run`` calls ``self.step()`` each round; shadowing ``step`` on the instance sees each batch
-    complete without touching engine code. ``end`` is the engine-clock time the batch's results reached the
-    event loop.
-    """
+    """Records every hop of every session of an in-process engine: ``hops[session] = [(end, HopTimings)]``,
+    ``end`` being the engine-clock time the hop's audio reached the session's FIFO, and ``turnaround[session]``
+    (seconds from the hop's hand-off to the worker to then; what the engine's compute budget covers), from the
+    engine's per-hop callback."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.hops: dict[Hashable, list[tuple[float, HopTimings]]] = {}
-        self._seen: dict[Hashable, HopTimings] = {}
-        self._step = engine.step
-        engine.step = self._timed_step
+        self.turnaround: dict[Hashable, list[float]] = {}
+        engine.add_hop_listener(self._on_hop)
 
-    async def _timed_step(self) -> int:
-        done = await self._step()
-        if done:
-            now = self.engine.clock.now()
-            for sid, session in list(self.engine.sessions.items()):
-                last = session.timings[-1] if session.timings else None
-                if last is not None and last is not self._seen.get(sid):
-                    self._seen[sid] = last
-                    self.hops.setdefault(sid, []).append((now, last))
-        return done
+    def _on_hop(self, event: Any) -> None:
+        self.hops.setdefault(event.session, []).append((event.end, event.timings))
+        self.turnaround.setdefault(event.session, []).append(event.turnaround_s)
+
+    def clear(self) -> None:
+        self.hops.clear()
+        self.turnaround.clear()
 
     def video_depth(self, session: Hashable) -> int | None:
         """Frames waiting in the session's latest-wins buffer (None once it has closed)."""
@@ -240,20 +235,19 @@ class HopProbe:
         return None if s is None else len(s.frames)
 
     def pacer_times(self, session: Hashable) -> tuple[float, float] | None:
-        """(pacer start, anchor) on the engine clock once both are known. The start is the pacer's private
-        ``_start`` (read-only here; a public ``AudioPacer.start`` would be the clean accessor)."""
+        """(pacer start, anchor) on the engine clock once both are known."""
         s = self.engine.sessions.get(session)
-        start = getattr(getattr(s, "pacer", None), "_start", None)
-        anchor = None if s is None else s.pacer.anchor
-        return None if start is None or anchor is None else (start, anchor)
+        if s is None or s.pacer.start is None or s.pacer.anchor is None:
+            return None
+        return s.pacer.start, s.pacer.anchor
 
     @property
     def hop_s(self) -> float:
         return float(self.engine.generator.geometry.hop_duration_s)
 
     def detach(self) -> None:
-        with contextlib.suppress(AttributeError):
-            del self.engine.step  # the class's method again
+        with contextlib.suppress(ValueError):
+            self.engine.remove_hop_listener(self._on_hop)
 
 
 # --- pure statistics ----------------------------------------------------------------------------------------
@@ -303,10 +297,11 @@ def stage_summaries(timings: Sequence[HopTimings]) -> dict[str, dict[str, float]
 
 def session_record(stream: Stream, stats: dict[str, Any], depths: list[tuple[float, float, int | None]],
                    hops: list[tuple[float, HopTimings]],
-                   pacer: tuple[float, float] | None = None) -> dict[str, Any]:
+                   pacer: tuple[float, float] | None = None,
+                   turnaround: Sequence[float] = ()) -> dict[str, Any]:
     """Everything measured about one session (raw arrays kept for the trace and plots). ``pacer``: the server
     pacer's (start, anchor) when the server runs in-process (exact glass-to-ear even after start-up
-    underruns)."""
+    underruns); ``turnaround``: per hop, seconds from its hand-off to the worker to its audio queued."""
     audio = stream.audio()
     first = stream.capture_times[0] if stream.capture_times else float("nan")
     index = None if pacer is None else pacer_first_index(*pacer, rate=audio.rate)
@@ -323,20 +318,21 @@ def session_record(stream: Stream, stats: dict[str, Any], depths: list[tuple[flo
             "first_g2e_s": first_audio_latency(audio, first, stream.stream_delay_s),
             "ttfa_s": None if s0 is None else float(audio.play_time(s0)) - stream.opened_at,
             "first_frame_s": float(audio.arrivals[0]) - stream.opened_at if len(audio.arrivals) else None,
-            "stats": stats, "depths": depths, "hops": hops}
+            "stats": stats, "depths": depths, "hops": hops, "turnaround": list(turnaround)}
 
 
 def point_report(sessions: list[dict[str, Any]], *, hop_s: float, warmup_hops: int, duration_s: float,
                  transport: str) -> dict[str, Any]:
     """One sweep point's JSON report from its session records."""
     timings = [t for s in sessions for _, t in s["hops"][warmup_hops:]]
+    turnaround = [x for s in sessions for x in s.get("turnaround", [])[warmup_hops:]]
     stats = [s["stats"] for s in sessions]
     g2e = np.concatenate([s["g2e"] for s in sessions]) if sessions else np.zeros(0)
     transport_s = np.concatenate([s["g2e"] - s["latency_s"] for s in sessions]) if sessions else np.zeros(0)
     if timings:
         stages, source = stage_summaries(timings), "engine"
-    else:  # a remote server: only its /stats compute percentiles are visible
-        stages, source = {"compute": _remote_compute(stats)}, "http /stats"
+    else:  # a remote server: only the percentiles its GET /stats reports are visible
+        stages, source = remote_stages(stats), "http /stats"
     stages["transport"] = ms_summary(transport_s)
     compute_p95 = stages["compute"].get("p95", float("nan"))
     fifo = [f for s in sessions for _, f, _ in s["depths"]]
@@ -347,6 +343,7 @@ def point_report(sessions: list[dict[str, Any]], *, hop_s: float, warmup_hops: i
         "glass_to_ear_method": sessions[0]["g2e_method"] if sessions else None,
         "stages": stages, "real_time_factor": compute_p95 / 1000.0 / hop_s,
         "mean_batch": float(np.mean([t.batch_size for t in timings])) if timings else None,
+        "hop_turnaround_ms": ms_summary(turnaround),
         "glass_to_ear_ms": ms_summary(g2e),
         "time_to_first_audio_s": summarize([s["ttfa_s"] for s in sessions if s["ttfa_s"] is not None]),
         "time_to_first_frame_s": summarize([s["first_frame_s"] for s in sessions
@@ -361,10 +358,17 @@ def point_report(sessions: list[dict[str, Any]], *, hop_s: float, warmup_hops: i
     }
 
 
-def _remote_compute(stats: list[dict[str, Any]]) -> dict[str, float]:
-    p50 = [s["compute_p50_s"] for s in stats if s.get("compute_p50_s") is not None]
-    p95 = [s["compute_p95_s"] for s in stats if s.get("compute_p95_s") is not None]
-    return {"p50": 1000 * float(np.median(p50)), "p95": 1000 * float(max(p95))} if p50 and p95 else {}
+def remote_stages(stats: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per report stage and ``compute``, p50 / p95 in ms from the sessions' ``GET /stats`` ``stages`` ({stage:
+    {p50_s, p95_s}} per HopTimings field): the median of the sessions' p50s and the largest p95."""
+    out: dict[str, dict[str, float]] = {}
+    for name, attr in [*((k, v) for k, v in STAGES.items() if v), ("compute", "compute")]:
+        rows = [s["stages"][attr] for s in stats if attr in (s.get("stages") or {})]
+        if rows:
+            out[name] = {"p50": 1000 * float(np.median([r["p50_s"] for r in rows])),
+                         "p95": 1000 * float(max(r["p95_s"] for r in rows))}
+    out.setdefault("compute", {})
+    return out
 
 
 def _plain_summary(values: Sequence[float]) -> dict[str, float]:
@@ -582,8 +586,10 @@ async def _run_point(n: int, base: str, cfg: ProfileConfig, transport: Transport
         finally:
             await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
         hops = probe.hops if probe else {}
+        turnaround = probe.turnaround if probe else {}
         records = [session_record(s, stats[s.session], depths[s.session], hops.get(s.session, []),
-                                  stats[s.session].pop("pacer", None)) for s in streams]
+                                  stats[s.session].pop("pacer", None), turnaround.get(s.session, []))
+                   for s in streams]
         deadline = time.monotonic() + cfg.close_timeout_s  # the next point starts on an empty server
         while time.monotonic() < deadline and (await _get_json(http, f"{base}/sessions"))[1].get("sessions"):
             await asyncio.sleep(0.1)
@@ -611,10 +617,10 @@ async def _profile(cfg: ProfileConfig, engine: Any, clips: list[tuple[np.ndarray
     try:
         for i, n in enumerate(cfg.sessions):
             if probe:
-                probe.hops.clear()
+                probe.clear()
             records = await _run_point(n, base.rstrip("/"), cfg, transport, clips, probe, tick)
-            # a remote server over WebRTC does not say its hop: assume the default 0.2 s
-            hop_s = probe.hop_s if probe else next((r["hop_s"] for r in records if r["hop_s"]), 0.2)
+            # a remote server says its hop in the /offer reply and the /ws hello
+            hop_s = probe.hop_s if probe else next((r["hop_s"] for r in records if r["hop_s"]), float("nan"))
             runs.append(point_report(records, hop_s=hop_s, warmup_hops=cfg.warmup_hops,
                                      duration_s=cfg.duration_s, transport=transport.name))
             trace += trace_events(records, pid=i + 1, label=f"{_sessions_label(n)} ({transport.name})", t0=t0,
@@ -626,7 +632,28 @@ async def _profile(cfg: ProfileConfig, engine: Any, clips: list[tuple[np.ndarray
             await runner.cleanup()
     machine = {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                "server": "in-process 127.0.0.1" if cfg.server is None else cfg.server}
-    return {"config": asdict(cfg), "machine": machine, "runs": runs}, trace
+    report = {"config": asdict(cfg), "machine": machine, "runs": runs}
+    if probe:
+        report["engine"] = engine_summary(probe.engine)
+    return report, trace
+
+
+def engine_summary(engine: Any) -> dict[str, Any]:
+    """The in-process engine's latency by part (ms) and its start-up calibration (ms per hop)."""
+    parts = getattr(engine, "latency_budget", None)
+    calib = list(getattr(engine, "calibration_s", []))
+    out: dict[str, Any] = {"latency_s": engine.latency_s, "torch_threads": _torch_threads()}
+    if parts is not None:
+        out["latency_ms"] = {k: 1000 * v for k, v in parts.as_dict().items()}
+    if calib:
+        out["calibration_ms"] = ms_summary(calib)
+    return out
+
+
+def _torch_threads() -> int:
+    import torch  # noqa: PLC0415
+
+    return torch.get_num_threads()
 
 
 def run_profile(cfg: ProfileConfig, *, engine: Any = None,

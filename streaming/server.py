@@ -6,9 +6,11 @@ Routes:
 
 - ``GET /``: the page (static/index.html); ``GET /clip.mp4?seed=N``: a world clip for the page to send.
 - ``POST /offer`` (JSON ``{sdp, type}``): the page's peer connection; the answer carries the generated audio
-  back on the same connection. Returns ``{sdp, type, session}``.
+  back on the same connection. Returns ``{sdp, type, session, latency_s, stream_delay_s, hop_s}``.
 - ``POST /whip`` and ``POST /whep[/{session}]``: RFC 9725 ingestion and its playback counterpart (whip.py).
-- ``GET /stats/{session}``, ``GET /sessions``: JSON statistics for the page's latency/level/underrun display.
+- ``GET /stats/{session}``, ``GET /sessions``: JSON statistics for the page's latency/level/underrun display;
+  ``/stats`` adds ``stages``: p50/p95 seconds per engine stage and for the whole hop (``compute``) over the
+  session's recent hops.
 
 Every request passes access.py's middleware first (Origin 403, token 401, body size 413); sessions are bounded
 by ``max_sessions`` (503) and closed by webrtc.PeerSession's handshake and idle timeouts.
@@ -32,7 +34,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from frieren_rt.streaming.access import AccessPolicy, access_middleware
-from frieren_rt.streaming.engine import Engine
+from frieren_rt.streaming.engine import Engine, timing_percentiles
 from frieren_rt.streaming.webrtc import PeerSession, VideoSize, ice_host_addresses, new_peer_connection
 
 __all__ = ["ServerConfig", "SessionRegistry", "SessionLimit", "SdpError", "create_app", "negotiate",
@@ -213,14 +215,16 @@ async def offer(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "5"})
     return web.json_response({"sdp": answer, "type": "answer", "session": session.id,
                               "latency_s": session.engine_session.latency_s,
-                              "stream_delay_s": session.stream_delay_s})
+                              "stream_delay_s": session.stream_delay_s,
+                              "hop_s": request.app[ENGINE].generator.geometry.hop_duration_s})
 
 
 async def stats(request: web.Request) -> web.Response:
     session = request.app[SESSIONS].get(request.match_info["session"])
     if session is None:
         return web.json_response({"error": "no such session"}, status=404)
-    return web.json_response(session.stats())
+    stages = timing_percentiles(list(session.engine_session.timings))
+    return web.json_response(session.stats() | {"stages": stages})
 
 
 async def sessions(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
 """WebRTC media stages between aiortc peer connections and engine sessions.
 
-Per session: :class:`VideoIngest` pulls the peer's video (draining aiortc's unbounded receive queue to the
-newest frame, aiortc issues 1192/104/64), converts it to RGB off the event loop and pushes it with a capture time
+Per session: :class:`VideoIngest` pulls the peer's video (released by :class:`MarkerJitterBuffer` as soon as
+a frame's last packet is in, then drained from aiortc's unbounded receive queue to the newest frame, aiortc
+issues 1192/104/64), converts it to RGB off the event loop and pushes it with a capture time
 on the engine clock; :class:`GeneratedAudioTrack` turns the engine's paced 20 ms mono frames into the s16 stereo
 48 kHz frames aiortc's Opus encoder expects. :class:`PeerSession` owns one peer connection, its engine session
 and the listeners (WHEP players) of its audio, and closes everything once the peer goes away.
@@ -26,7 +27,9 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.contrib.media import MediaRelay
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
 from frieren_rt.streaming.clock import Clock
 from frieren_rt.streaming.engine import Engine, EngineSession, VideoFrame
@@ -37,11 +40,13 @@ __all__ = [
     "CaptureTimeMapper",
     "GeneratedAudioTrack",
     "LevelMeter",
+    "MarkerJitterBuffer",
     "PeerSession",
     "StreamFrame",
     "VideoSize",
     "VideoIngest",
     "ice_host_addresses",
+    "low_latency_video_receiver",
     "new_peer_connection",
     "to_s16_stereo",
 ]
@@ -180,6 +185,50 @@ class StreamFrame:
         return self.rgb if dtype is None else self.rgb.astype(dtype)
 
 
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer with frames released as soon as they are complete.
+
+    aiortc treats a frame as complete only when the first packet of the *next* frame arrives (a new RTP
+    timestamp), which holds every frame back one frame interval (33 ms at 30 fps) before decoding. The RTP
+    marker bit flags the last packet of a video frame (RFC 3550 section 5.1; VP8: RFC 7741 section 4.1; H.264:
+    RFC 6184 section 5.1), so contiguous packets from the oldest held one up to a marked packet, all of one
+    timestamp, are a whole frame: release it then. A sender that never marks falls back to aiortc's rule.
+    """
+
+    def __init__(self, capacity: int = 512) -> None:
+        super().__init__(capacity=capacity, is_video=True)
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list[RtpPacket] = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]  # type: ignore[operator]
+            if packet is None:
+                return None  # a gap: wait (or let aiortc's overflow handling skip it)
+            if packets and packet.timestamp != packets[0].timestamp:
+                return self._release(packets)  # the next frame began: this one is whole (aiortc's rule)
+            packets.append(packet)
+            if packet.marker:
+                return self._release(packets)
+        return None
+
+    def _release(self, packets: list[RtpPacket]) -> JitterFrame:
+        self.remove(len(packets))
+        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packets[0].timestamp)  # type: ignore[attr-defined]
+
+
+def low_latency_video_receiver(pc: RTCPeerConnection, track: MediaStreamTrack) -> bool:
+    """Give the receiver of ``track`` a :class:`MarkerJitterBuffer`; True if it was replaced. aiortc has no
+    option for this, so its private buffer is swapped (name-mangled: checked, and left alone if absent). Call it
+    from the ``track`` event: aiortc fires it while applying the remote description, before media flows."""
+    attr = "_RTCRtpReceiver__jitter_buffer"
+    for receiver in pc.getReceivers():
+        if receiver.track is track and isinstance(getattr(receiver, attr, None), JitterBuffer):
+            setattr(receiver, attr, MarkerJitterBuffer(getattr(receiver, attr).capacity))
+            return True
+    log.warning("aiortc's video jitter buffer was not found; frames are released one frame late")
+    return False
+
+
 def frame_to_rgb(frame: av.VideoFrame, size: VideoSize) -> np.ndarray:
     """Decoded frame -> (H, W, 3) uint8 RGB at ``size`` (scaling by libswscale)."""
     return frame.to_ndarray(format="rgb24", width=size.width, height=size.height)
@@ -295,6 +344,7 @@ class PeerSession:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self.ingest is None:
+            low_latency_video_receiver(self.pc, track)
             self.ingest = VideoIngest(track, self.engine_session, self.engine.clock, self.size)
             self._spawn(self._ingest_then_close(self.ingest))
         else:

@@ -15,6 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--clips", type=int, default=10, help="test-split clips (default 10, 10 s each)")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="world split to evaluate on (default test; train checks fitting, not generalisation)")
     p.add_argument("--quick", action="store_true", help="only the 1-step rows, base 25 steps and the references")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.clips < 2:
         raise ValueError("--clips must be >= 2 (FD needs a set, the mismatched row a second clip)")
     report = evaluate(args.weights, clips=args.clips, rows=QUICK_ROWS if args.quick else DEFAULT_ROWS,
-                      vocoder=args.vocoder, out=args.output)
+                      vocoder=args.vocoder, out=args.output, split=args.split)
     print(markdown_table(report))
     print(f"(report: {args.output})")
     return 0

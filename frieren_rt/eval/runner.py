@@ -75,8 +75,9 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
 
 
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
-             train_clips: int = 200, vocoder: str = "auto", out: Path | None = None) -> dict:
-    """Run ``rows`` on the first ``clips`` test-split world clips; returns (and writes to ``out``) a JSON dict."""
+             train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test") -> dict:
+    """Run ``rows`` on the first ``clips`` world clips of ``split`` (test; train checks fitting rather than
+    generalisation); returns (and writes to ``out``) a JSON dict."""
     from frieren_rt.eval.aisfx import Aisfx  # noqa: PLC0415
     from frieren_rt.eval.classify import fit_event_classifier  # noqa: PLC0415
     from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
@@ -86,7 +87,9 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
 
     train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:train_clips], desc="classifier data")]
     tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
-    test = [render_clip(s) for s in tqdm(list(SPLITS["test"])[:clips], desc="test clips")]
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    test = [render_clip(s) for s in tqdm(list(SPLITS[split])[:clips], desc=f"{split} clips")]
     truth = [_metrics(c.audio, c, tools) for c in test]
     true_emb = np.stack([t["emb"] for t in truth])
     true_post = torch.stack([t["post"] for t in truth])
@@ -114,7 +117,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = {"total_s_per_audio_s": seconds / audio_s,
                       **{f"{k}_s_per_audio_s": v / audio_s for k, v in stages.items()}}
         results[row.name] = {"row": asdict(row), **_summarise(per_clip, true_emb, true_post), "timing": timing}
-    report = {"clips": clips, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
+    report = {"clips": clips, "split": split, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
               "vocoder": vocoder, "rows": results}
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=1, default=float))

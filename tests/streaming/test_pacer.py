@@ -66,3 +66,13 @@ def test_anchor_places_fifo_sample_zero_at_its_clock_time() -> None:
     assert not frames[0].samples.any() and not frames[1].samples.any()
     assert not frames[2].samples[:480].any() and frames[2].samples[480] == 1.0
     assert frames[3].samples[0] == 481.0 and fifo.underruns == 0
+
+
+def test_start_is_the_clock_time_of_the_first_recv_and_none_before() -> None:
+    clock = ManualClock(7.0)
+    pacer = AudioPacer(AudioFifo(capacity=4800), clock)
+    assert pacer.start is None
+    clock.advance(0.25)
+    got = asyncio.run(_collect(pacer, clock, 0.1))
+    assert pacer.start == 7.25 and got[0][0] == 7.25
+    assert pacer.frames_sent == len(got)

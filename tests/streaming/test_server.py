@@ -66,6 +66,12 @@ def test_offer_client_sends_video_and_receives_continuous_20ms_audio_with_report
         # engine latency plus transport (video ~40 ms one way, aiortc's 80 ms receive jitter buffer)
         assert stats["latency_s"] < lat < stats["latency_s"] + 0.4
         assert pub.info["latency_s"] == pytest.approx(stats["latency_s"])
+        # the profiler's needs: the hop in the reply, per-stage percentiles in /stats (issue 4)
+        assert pub.info["hop_s"] == pytest.approx(app[ENGINE].generator.geometry.hop_duration_s)
+        stages = stats["stages"]
+        assert {"features", "vector_field", "vae_decode", "vocoder", "resample", "compute"} <= set(stages)
+        assert all(0 <= v["p50_s"] <= v["p95_s"] for v in stages.values())
+        assert stages["compute"]["p95_s"] == pytest.approx(stats["compute_p95_s"], rel=0.5)
 
     asyncio.run(scenario())
 

@@ -72,3 +72,51 @@ def test_onset_offsets_measure_each_events_sync_error() -> None:
     assert got[3] is None  # no sound for an event that made none
     assert np.allclose(got[:3], errors, atol=0.006)  # within one 5 ms envelope block
     assert summarize(got)["n"] == 3 and summarize(got)["max"] == pytest.approx(0.03, abs=0.006)
+
+
+# --- receive path: frames leave the video jitter buffer when complete (issue 4) ----------------------------------
+
+from aiortc.jitterbuffer import JitterBuffer  # noqa: E402
+from aiortc.rtp import RtpPacket  # noqa: E402
+
+from frieren_rt.streaming.webrtc import MarkerJitterBuffer, low_latency_video_receiver, new_peer_connection  # noqa: E402
+
+
+def _packet(seq: int, ts: int, marker: int, data: bytes) -> RtpPacket:
+    p = RtpPacket(sequence_number=seq, timestamp=ts, marker=marker)
+    p._data = data  # aiortc sets the depayloaded bytes here
+    return p
+
+
+def test_marker_jitter_buffer_releases_a_frame_at_its_marked_last_packet() -> None:
+    jb = MarkerJitterBuffer()
+    assert jb.add(_packet(10, 3000, 0, b"a"))[1] is None  # the frame's first packet: not complete yet
+    _, frame = jb.add(_packet(11, 3000, 1, b"b"))  # marked last packet: out at once
+    assert frame is not None and frame.data == b"ab" and frame.timestamp == 3000
+    # aiortc's own buffer holds the same frame until the next frame's first packet arrives (one frame later)
+    plain = JitterBuffer(capacity=512, is_video=True)
+    assert plain.add(_packet(10, 3000, 0, b"a"))[1] is None and plain.add(_packet(11, 3000, 1, b"b"))[1] is None
+    assert plain.add(_packet(12, 6000, 0, b"c"))[1].data == b"ab"
+
+
+def test_marker_jitter_buffer_waits_for_gaps_and_falls_back_without_markers() -> None:
+    jb = MarkerJitterBuffer()
+    assert jb.add(_packet(20, 100, 0, b"x"))[1] is None
+    assert jb.add(_packet(22, 100, 1, b"z"))[1] is None  # packet 21 missing: the marked frame is incomplete
+    assert jb.add(_packet(21, 100, 0, b"y"))[1].data == b"xyz"
+    unmarked = MarkerJitterBuffer()
+    assert unmarked.add(_packet(5, 1, 0, b"p"))[1] is None
+    assert unmarked.add(_packet(6, 2, 0, b"q"))[1].data == b"p"  # a new timestamp completes the previous frame
+
+
+def test_low_latency_video_receiver_swaps_the_receivers_buffer() -> None:
+    async def scenario() -> None:
+        pc = new_peer_connection()
+        try:
+            receiver = pc.addTransceiver("video", direction="recvonly").receiver
+            assert low_latency_video_receiver(pc, receiver.track)
+            assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, MarkerJitterBuffer)
+        finally:
+            await pc.close()
+
+    asyncio.run(scenario())
