@@ -88,7 +88,7 @@ class EngineOptions:
     backend / precision: how the velocity runs (frieren_rt.backends)."""
 
     window_s: float = 1.6
-    hop_s: float = 0.2
+    hop_s: float = 0.1  # 4 latents = 92.9 ms: the measured low-latency default (BENCHMARKS.md)
     device: str = "cpu"
     max_batch: int = 8
     latency_s: float | None = None

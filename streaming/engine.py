@@ -344,10 +344,10 @@ class Engine:
         self._hop_listeners.remove(listener)
 
     def calibrate(self, *, hops: int, batch: int = 1, warmup: int = 2) -> list[float]:
-        """Wall seconds of model work per hop (features .. resample, as the worker runs it) for ``hops`` hops of
-        ``batch`` scratch sessions fed noise frames at the nominal frame rate; the first ``warmup`` are left
-        out. Runs on the calling thread before any session exists; scratch sessions leave no trace (their
-        extractor state is forgotten)."""
+        """Wall seconds per hop from hand-off to the inference worker to its result (features .. resample) for
+        ``hops`` hops of ``batch`` scratch sessions fed noise frames at the nominal frame rate; the first
+        ``warmup`` are left out. Blocks the calling thread; call it before any session exists. Scratch sessions
+        leave no trace (their extractor state is forgotten)."""
         if hops <= warmup:
             raise ValueError(f"calibration needs more hops ({hops}) than warm-up hops ({warmup})")
         g, size = self.generator.geometry, self.config.calibration_frame
@@ -365,8 +365,9 @@ class Engine:
                     for t in times:
                         s.push_frame(VideoFrame(CalibrationFrame.noise(str(s.id), size, rng), t))
                     jobs.append(_HopJob(s, s.frames.drain()))
-                t0 = time.perf_counter()
-                self._run_batch(jobs)
+                t0 = time.perf_counter()  # through the worker thread, as live hops run (torch's thread pools
+                for f in self.worker.submit_many([(job.session.id, job) for job in jobs]):  # are per thread)
+                    f.result()
                 if k >= warmup:
                     out.append(time.perf_counter() - t0)
         finally:

@@ -35,7 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="leave each session's first K hops out of the stage statistics (default 5)")
     p.add_argument("--seed", type=int, default=200_000,
                    help="first world clip seed (session i gets seed + i)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for the in-process engine")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (they need matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", type=Path, default=Path("profile"),
@@ -61,11 +60,7 @@ def run(args: argparse.Namespace) -> int:
                         server=args.server, warmup_hops=args.warmup_hops, clip_seed=args.seed)
     engine = None
     if args.server is None:
-        if args.threads:
-            import torch  # noqa: PLC0415
-
-            torch.set_num_threads(args.threads)
-        engine = engine_factory(args)
+        engine = engine_factory(args)  # applies --threads to the in-process engine
     report, trace = run_profile(cfg, engine=engine, progress=not args.no_progress)
     paths = write_outputs(report, trace, args.output, plots=False)
     if not args.no_plots:

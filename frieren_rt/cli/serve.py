@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -27,6 +28,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hop", type=float, default=0.1, metavar="S",
                    help="generation hop, seconds, rounded to whole latents (default 0.1 -> 92.9 ms)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 on machines with 2 or fewer cores, where a second thread "
+                   "made live hops slower, BENCHMARKS.md; else torch's default)")
     add_backend_args(p)
 
 
@@ -50,6 +54,11 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     from frieren_rt.streaming.builders import EngineOptions, build_engine, random_engine  # noqa: PLC0415
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = getattr(args, "threads", None) or (1 if (os.cpu_count() or 1) <= 2 else None)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError("--threads must be >= 1")
+        torch.set_num_threads(threads)
     check_backend(args.backend, args.precision, device)  # fail now (no extra, no CUDA), not per connection
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
                             precision=args.precision)
