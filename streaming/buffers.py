@@ -48,11 +48,16 @@ class LatestFrameBuffer(Generic[T]):
                 self._items.popleft()
                 self.dropped += 1
 
-    def drain(self) -> list[tuple[float, T]]:
-        """Everything held, oldest first, and empty the buffer."""
+    def drain(self, before: float | None = None) -> list[tuple[float, T]]:
+        """Everything held (or only the items captured before ``before``), oldest first, removed."""
         with self._lock:
-            items = list(self._items)
-            self._items.clear()
+            if before is None:
+                items = list(self._items)
+                self._items.clear()
+            else:
+                items = []
+                while self._items and self._items[0][0] < before:
+                    items.append(self._items.popleft())
         return items
 
     def __len__(self) -> int:

@@ -1,23 +1,33 @@
 """The streaming engine: per session, frames with capture times in, paced 20 ms 48 kHz audio out.
 
-Flow per session: ``push_frame`` (latest-wins buffer) -> when video covers the next hop, the engine submits
-the hop to the inference worker together with every other session due at the same moment -> on the worker
-thread: features for the new frames, one batched windowed generation, decode, crossfade, resample to 48 kHz
--> back on the event loop the samples go into the session's FIFO at their absolute index -> ``recv_audio``
-paces them out. Capture times must be on the engine's clock (the transport maps arrival/pts onto it).
+Flow per session: ``push_frame`` (latest-wins buffer; the worker thread computes its visual features between
+hops, off the hop's critical path) -> when video covers the next hop, the engine submits the hop to the
+inference worker together with every other session due at the same moment -> on the worker thread: features
+of any frames still waiting, one batched windowed generation, decode, crossfade, resample to 48 kHz -> back on
+the event loop the samples go into the session's FIFO at their absolute index -> ``recv_audio`` paces them
+out. Capture times must be on the engine's clock (the transport maps arrival/pts onto it).
+
+Shared hop grid (issue 4): every session's timeline starts at the engine grid point ``k * hop`` at or before
+its first frame (:func:`hop_grid_start`), so hop boundaries of all sessions coincide and their hops fall due at
+the same poll and run as one batched forward pass. Sessions anchored to their own first frame fell due at
+unrelated moments (mean batch 1.29 with 2 sessions) and queued behind each other. The shift (< 1 hop) moves
+only where a session's audio timeline begins: audio for capture time t still plays at ``t + latency``.
 
 Latency is fixed by construction (../shared/reference/streaming.md, "Audio/video sync tolerances"): FIFO
 sample 0 plays at ``start + latency - crossfade``, so audio for capture time t plays at ``t + latency``;
 anything later than that is dropped and shows as an underrun instead of growing the delay. The latency is a sum
 of named parts (:class:`LatencyBudget`): the hop, the held-back crossfade and resampler look-ahead, the wait
 for video to cover the hop, one output frame, and the compute budget, which is measured at start-up
-(:meth:`Engine.calibrate`: p95 of warm hops times a margin) unless the config fixes it (issue 4).
+(:meth:`Engine.calibrate`: p95 of warm hops times a margin, at batch 1 and at ``budget_sessions``) unless the
+config fixes it (issue 4). A session's latency is fixed when it opens, sized for the batch it will share: the
+sessions then open, and at least ``budget_sessions``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -43,7 +53,8 @@ from frieren_rt.windowing import (
 )
 
 __all__ = ["VideoFrame", "EngineConfig", "EngineSession", "Engine", "SessionStats", "LatencyBudget", "HopEvent",
-           "HopListener", "CalibrationFrame", "video_covered_until", "budget_from_samples", "timing_percentiles"]
+           "HopListener", "CalibrationFrame", "video_covered_until", "budget_from_samples", "timing_percentiles",
+           "hop_grid_start", "next_due_time", "batch_budget", "fade_in_from"]
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,13 @@ class EngineConfig:
     a nominal frame interval older than that end (see :func:`video_covered_until`); None: only once a frame
     captured at or after the end arrives, which waits up to a frame interval (33 ms at 30 fps) longer.
     poll_s: how often :meth:`Engine.run` looks for due hops. Calibration: ``calibration_hops`` scratch hops of
-    ``calibration_batch`` sessions (the first ``calibration_warmup`` left out: first-call overheads); budget =
-    max(``budget_floor_s``, ``budget_margin`` x p95)."""
+    one session and of ``max(2, budget_sessions)`` sessions in one batch (the first ``calibration_warmup`` left out:
+    first-call overheads, which also warms both batch shapes before any live hop); budget at each =
+    max(``budget_floor_s``, ``budget_margin`` x p95), and linear in the batch size between and beyond them.
+    budget_sessions: the batch every session's latency covers at least (a second session joining a first
+    then shares its hops without making them late). align_hops: sessions share the engine's hop grid (see
+    the module docstring; False: each timeline starts at its first frame). features_on_arrival: visual
+    features are computed on the worker thread as frames arrive, between hops."""
 
     feature_dim: int
     max_batch: int = 8
@@ -102,11 +118,17 @@ class EngineConfig:
     poll_s: float = 0.005
     calibration_hops: int = 24
     calibration_warmup: int = 4
-    calibration_batch: int = 1
+    # 1: a lone session keeps the lowest latency; a session opened beside others is sized for their batch.
+    # 2 would cost a lone session about 30 ms more on the 2-core machine (issue 4 profile).
+    budget_sessions: int = 1
+    align_hops: bool = True
+    features_on_arrival: bool = True
     calibration_frame: tuple[int, int] = (120, 160)  # (H, W): the transports' default VideoSize
     # Live hops run beside the transport's threads (VP8 decode, RGB conversion, Opus encode): on the 2-core
-    # development machine their hand-off-to-queued p99 was 1.65x the quiet start-up p95 (issue 4 profile).
-    budget_margin: float = 1.6
+    # development machine their hand-off-to-queued p99 was 1.65x the quiet start-up p95 (issue 4 profile); a
+    # 5-minute run at 1.6 still had late hops (p99 74 ms against a 41 ms budget) under load, so 2.0: about
+    # 10 ms more latency for a lone session.
+    budget_margin: float = 2.0
     budget_floor_s: float = 0.03
 
 
@@ -159,6 +181,37 @@ def video_covered_until(newest: float, now: float, *, frame_interval: float, gra
     return max(newest, min(now - grace_s, newest + frame_interval))
 
 
+def hop_grid_start(first_capture: float, hop_s: float) -> float:
+    """The engine hop grid point ``k * hop_s`` (clock zero is the grid origin) at or before ``first_capture``:
+    where a session's timeline starts so that its hop boundaries coincide with every other session's."""
+    return math.floor(first_capture / hop_s + 1e-9) * hop_s
+
+
+def fade_in_from(samples: np.ndarray, at: int, start: int, fade: int) -> np.ndarray:
+    """Samples (k,) whose first is stream index ``at``, silent before index ``start`` and ramped in linearly
+    over ``fade`` samples from there (a new array). A grid-aligned timeline begins up to a hop before the
+    session's first frame: its audio starts at that frame, as it did when the frame anchored the timeline."""
+    idx = np.arange(at, at + len(samples), dtype=np.float64)
+    gain = np.clip((idx - start) / max(fade, 1), 0.0, 1.0).astype(np.float32)
+    return samples * gain
+
+
+def next_due_time(now: float, hop_s: float, grace_s: float) -> float:
+    """Clock time at or after ``now`` at which hops on the shared grid next fall due: a grid point plus the
+    frame grace (:func:`video_covered_until`)."""
+    return math.ceil((now - grace_s) / hop_s - 1e-9) * hop_s + grace_s
+
+
+def batch_budget(budgets: dict[int, float], n: int) -> float:
+    """Compute budget for a batch of ``n`` hops from budgets measured at some batch sizes: linear through the
+    smallest and the largest measured size (extrapolated beyond, never below the smallest's budget)."""
+    lo, hi = min(budgets), max(budgets)
+    if hi == lo:
+        return budgets[lo]
+    slope = max(0.0, (budgets[hi] - budgets[lo]) / (hi - lo))
+    return budgets[lo] + slope * (max(n, lo) - lo)
+
+
 def budget_from_samples(seconds: Sequence[float], *, margin: float, floor_s: float) -> float:
     """Compute budget from measured per-hop seconds: max(floor, margin x p95)."""
     if not len(seconds):
@@ -191,7 +244,6 @@ class SessionStats:
 @dataclass(frozen=True)
 class _HopJob:
     session: EngineSession
-    frames: list[tuple[float, VideoFrame]]
 
 
 @dataclass(frozen=True)
@@ -217,7 +269,10 @@ class EngineSession:
             self.fifo, engine.clock, sample_rate=g.output_sample_rate, frame_samples=g.output_frame_samples
         )
         self.timings: deque[HopTimings] = deque(maxlen=cfg.timing_history)
-        self.latency_s = engine.latency_s
+        self.latency_s = engine.latency_for(len(engine.sessions) + 1)  # fixed for the session's lifetime
+        self.closed = False
+        self.audio_from = 0  # FIFO index of the first frame's audio (silence before it)
+        self.decode_s = 0.0  # transport decode seconds of the frames featurised since the last hop
         self.stream: StreamState | None = None  # created at the first frame: its capture time is t0
         self.resampler = PolyphaseResampler(g.model_sample_rate, g.output_sample_rate)
         self.out_offset = 0  # FIFO index of the resampler's output 0
@@ -227,11 +282,19 @@ class EngineSession:
     def push_frame(self, frame: VideoFrame) -> None:
         """Non-blocking; the newest frames win."""
         self.frames.put(frame, frame.capture_time)
+        engine = self._engine
         if self.stream is None:
-            gen = self._engine.generator
-            self.stream = gen.new_stream(start_time=frame.capture_time, seed=self.seed)
-            delay_s = gen.stream_delay_samples / gen.geometry.model_sample_rate
-            self.pacer.set_anchor(frame.capture_time + self.latency_s - delay_s)
+            gen = engine.generator
+            start = frame.capture_time
+            if engine.config.align_hops:
+                start = hop_grid_start(start, gen.geometry.hop_duration_s)
+            self.stream = gen.new_stream(start_time=start, seed=self.seed)
+            g = gen.geometry
+            self.audio_from = round((frame.capture_time - start) * g.output_sample_rate)
+            delay_s = gen.stream_delay_samples / g.model_sample_rate
+            self.pacer.set_anchor(start + self.latency_s - delay_s)
+        if engine.config.features_on_arrival:
+            engine.worker.poke()
 
     async def recv_audio(self) -> AudioFrame:
         """The next 20 ms frame, released on the clock's 20 ms grid (silence before audio or on underrun)."""
@@ -290,24 +353,41 @@ class Engine:
         self.config = config
         self.sessions: dict[Hashable, EngineSession] = {}
         self.worker: InferenceWorker[_HopJob, _HopResult] = InferenceWorker(
-            self._run_batch, max_batch=config.max_batch, max_pending=1
+            self._run_batch, max_batch=config.max_batch, max_pending=1,
+            idle=self._idle_features if config.features_on_arrival else None,
         )
         self._ids = itertools.count()
         self._hop_listeners: list[HopListener] = []
-        self.calibration_s: list[float] = []  # measured seconds per calibration hop (warm-up left out)
-        self.compute_budget_s = config.compute_budget_s if config.compute_budget_s is not None else 0.0
+        self._feature_s_per_frame = 0.0  # running estimate, for keeping idle work clear of due hops
+        self.idle_feature_s: deque[float] = deque(maxlen=config.timing_history)  # off-path feature calls
+        self.calibration_s: list[float] = []  # measured seconds per calibration hop at batch 1 (warm-up left out)
+        self.batch_calibration_s: dict[int, list[float]] = {}  # the same per calibrated batch size
+        fixed = config.compute_budget_s if config.compute_budget_s is not None else 0.0
+        self._budgets: dict[int, float] = {1: fixed}
         if config.compute_budget_s is None and config.latency_s is None:
-            self.calibration_s = self._quiet_calibration()
-            self.compute_budget_s = budget_from_samples(self.calibration_s, margin=config.budget_margin,
-                                                        floor_s=config.budget_floor_s)
+            for batch in sorted({1, min(max(2, config.budget_sessions), config.max_batch)}):
+                samples = self._quiet_calibration(batch)
+                self.batch_calibration_s[batch] = samples
+                self._budgets[batch] = budget_from_samples(samples, margin=config.budget_margin,
+                                                           floor_s=config.budget_floor_s)
+            self.calibration_s = self.batch_calibration_s[1]
 
-    def _quiet_calibration(self, rounds: int = 3) -> list[float]:
+    @property
+    def compute_budget_s(self) -> float:
+        """The compute budget of a batch of ``budget_sessions`` hops (the one :attr:`latency_budget` holds)."""
+        return self.compute_budget_for(self.config.budget_sessions)
+
+    def compute_budget_for(self, sessions: int) -> float:
+        """Compute budget of one batched hop of ``sessions`` sessions (at least ``budget_sessions``)."""
+        return batch_budget(self._budgets, max(sessions, self.config.budget_sessions))
+
+    def _quiet_calibration(self, batch: int, rounds: int = 3) -> list[float]:
         """The calibration round with the smallest p95 among up to ``rounds``, stopping at the first whose p95
         is within 1.5x its median: on a shared machine a burst of other work during start-up would otherwise
         set every session's latency (seen here: one round's p95 at 100x the median)."""
         cfg, best = self.config, None
         for _ in range(rounds):
-            s = self.calibrate(hops=cfg.calibration_hops, batch=cfg.calibration_batch, warmup=cfg.calibration_warmup)
+            s = self.calibrate(hops=cfg.calibration_hops, batch=batch, warmup=cfg.calibration_warmup)
             p50, p95 = np.percentile(s, [50, 95])
             if best is None or p95 < np.percentile(best, 95):
                 best = s
@@ -318,7 +398,12 @@ class Engine:
 
     @property
     def latency_budget(self) -> LatencyBudget:
-        """The default latency by part (see :class:`LatencyBudget`)."""
+        """The default latency by part (see :class:`LatencyBudget`): that of a session opened while at most
+        ``budget_sessions`` are open."""
+        return self.latency_budget_for(self.config.budget_sessions)
+
+    def latency_budget_for(self, sessions: int) -> LatencyBudget:
+        """The latency by part of a session opened when ``sessions`` sessions (itself included) are open."""
         g, cfg = self.generator.geometry, self.config
         held = self.generator.stream_delay_samples + PolyphaseResampler(
             g.model_sample_rate, g.output_sample_rate
@@ -326,14 +411,18 @@ class Engine:
         frame_interval = 1.0 / g.frame_rate
         wait = frame_interval if cfg.frame_grace_s is None else min(frame_interval, cfg.frame_grace_s + cfg.poll_s)
         return LatencyBudget(hop=g.hop_duration_s, held=held / g.model_sample_rate, video_wait=wait,
-                             output_frame=g.output_frame_s, compute=self.compute_budget_s)
+                             output_frame=g.output_frame_s, compute=self.compute_budget_for(sessions))
 
     @property
     def latency_s(self) -> float:
         """Capture time -> play time: the config's ``latency_s``, else :attr:`latency_budget`'s total."""
+        return self.latency_for(self.config.budget_sessions)
+
+    def latency_for(self, sessions: int) -> float:
+        """Latency of a session opened when ``sessions`` sessions (itself included) are open."""
         if self.config.latency_s is not None:
             return self.config.latency_s
-        return self.latency_budget.total
+        return self.latency_budget_for(sessions).total
 
     def add_hop_listener(self, listener: HopListener) -> None:
         """Call ``listener(HopEvent)`` on the event loop for every hop once its audio is queued (the
@@ -347,7 +436,8 @@ class Engine:
         """Wall seconds per hop from hand-off to the inference worker to its result (features .. resample) for
         ``hops`` hops of ``batch`` scratch sessions fed noise frames at the nominal frame rate; the first
         ``warmup`` are left out. Blocks the calling thread; call it before any session exists. Scratch sessions
-        leave no trace (their extractor state is forgotten)."""
+        leave no trace (their extractor state is forgotten). With ``features_on_arrival`` each hop's frames but
+        the newest are featurised before the clock starts, as live frames are between hops."""
         if hops <= warmup:
             raise ValueError(f"calibration needs more hops ({hops}) than warm-up hops ({warmup})")
         g, size = self.generator.geometry, self.config.calibration_frame
@@ -360,11 +450,12 @@ class Engine:
                 while n / g.frame_rate <= (k + 1) * g.hop_duration_s:  # the frames covering hop k, as live
                     times.append(n / g.frame_rate)
                     n += 1
-                jobs = []
                 for s in scratch:
-                    for t in times:
+                    for i, t in enumerate(times):
                         s.push_frame(VideoFrame(CalibrationFrame.noise(str(s.id), size, rng), t))
-                    jobs.append(_HopJob(s, s.frames.drain()))
+                        if self.config.features_on_arrival and i == len(times) - 2:
+                            self._featurize([s])  # off the clock: done between hops when live
+                jobs = [_HopJob(s) for s in scratch]
                 t0 = time.perf_counter()  # through the worker thread, as live hops run (torch's thread pools
                 for f in self.worker.submit_many([(job.session.id, job) for job in jobs]):  # are per thread)
                     f.result()
@@ -387,7 +478,13 @@ class Engine:
         return session
 
     def close_session(self, session_id: Hashable) -> None:
-        self.sessions.pop(session_id, None)
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            session.closed = True  # the worker featurises no more of its frames
+        self._forget(session_id)
+        self.worker.forget(session_id)
+
+    def _forget(self, session_id: Hashable) -> None:
         forget = getattr(self.features, "forget", None)  # extractors with per-stream state (motion) drop it
         if forget is not None:
             forget(session_id)
@@ -402,16 +499,21 @@ class Engine:
             if due > self.config.max_lag_hops:
                 assert session.stream is not None
                 session.skip_to(session.stream.next_hop + due - 1)
-            jobs.append(_HopJob(session, session.frames.drain()))
+            jobs.append(_HopJob(session))
         if not jobs:
             return 0
         submitted = self.clock.now()
         futures = self.worker.submit_many([(job.session.id, job) for job in jobs])
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         end = self.clock.now()
+        g = self.generator.geometry
+        fade = round(g.crossfade_samples * g.output_sample_rate / g.model_sample_rate)
         for job, result in zip(jobs, results, strict=True):
-            job.session.fifo.write(result.samples, at=result.at)
-            job.session.timings.append(result.timings)
+            s, samples = job.session, result.samples
+            if s.audio_from > 0 and result.at < s.audio_from + fade:  # hops before and at the first frame
+                samples = fade_in_from(samples, result.at, s.audio_from, fade)
+            s.fifo.write(samples, at=result.at)
+            s.timings.append(result.timings)
             event = HopEvent(job.session.id, submitted, end, result.timings)
             for listener in list(self._hop_listeners):
                 listener(event)
@@ -428,15 +530,62 @@ class Engine:
         self.worker.stop()
 
     # --- worker thread -------------------------------------------------------------------------------------
+    def _featurize(self, sessions: Sequence[EngineSession], *, next_hop_only: bool = False) -> float:
+        """Features of every frame waiting in these sessions' buffers (``next_hop_only``: of those captured
+        before the end of the session's next hop), in one extractor call, appended to their tracks in capture
+        order. Runs on the worker thread only (or before the worker has sessions), so tracks and per-session
+        extractor state are touched by one thread at a time. Returns seconds spent."""
+        g = self.generator.geometry
+
+        def horizon(s: EngineSession) -> float | None:
+            return s.stream.hop_end_time(g) if next_hop_only and s.stream is not None else None
+
+        taken = [(s, s.frames.drain(horizon(s))) for s in sessions if not s.closed]
+        taken = [(s, items) for s, items in taken if items]
+        frames = [f for _, items in taken for _, f in items]
+        if not frames:
+            return 0.0
+        t0 = time.perf_counter()
+        feats = self.features([f.pixels for f in frames]).detach().float().cpu()  # (N, D)
+        if self.generator.device.type == "cuda":
+            torch.cuda.synchronize(self.generator.device)
+        spent = time.perf_counter() - t0
+        for (s, items), part in zip(taken, feats.split([len(items) for _, items in taken]), strict=True):
+            s.track.append([t for t, _ in items], part)
+            s.decode_s += sum(f.decode_s for _, f in items)
+            if s.closed:  # closed while its features were computed: drop the state that call re-created
+                self._forget(s.id)
+        per_frame = spent / len(frames)
+        self._feature_s_per_frame = per_frame if not self._feature_s_per_frame else (
+            0.8 * self._feature_s_per_frame + 0.2 * per_frame)
+        return spent
+
+    def _idle_features(self) -> None:
+        """Between hops: featurise frames that arrived, unless that could still be running when the next hop
+        on the shared grid falls due (then the hop does it, and no due hop waits behind idle work)."""
+        sessions = [s for s in list(self.sessions.values()) if len(s.frames)]
+        if not sessions:
+            return
+        cfg, g = self.config, self.generator.geometry
+        if cfg.align_hops:
+            now = self.clock.now()
+            pending = sum(len(s.frames) for s in sessions)
+            due = next_due_time(now, g.hop_duration_s, cfg.frame_grace_s or 0.0)
+            if now + 1.5 * self._feature_s_per_frame * pending > due:
+                return
+        # Only frames the next hop reads: frames further ahead mean generation is behind (a burst, or a flood
+        # of stale video), where latest-wins should trim them rather than the worker spend time on each.
+        self.idle_feature_s.append(self._featurize(sessions, next_hop_only=True))
+
     def _run_batch(self, jobs: list[_HopJob]) -> list[_HopResult]:
         """All model work for one batch of hops (runs on the inference thread only)."""
         times: dict[str, float] = {}
-        frames = [f for job in jobs for _, f in job.frames]
-        if frames:
-            with stopwatch(times, "features", self.generator.device):
-                feats = self.features([f.pixels for f in frames]).detach().float().cpu()  # (N, D)
-            for job, part in zip(jobs, feats.split([len(j.frames) for j in jobs]), strict=True):
-                job.session.track.append([t for t, _ in job.frames], part)
+        spent = self._featurize([job.session for job in jobs])  # frames not featurised between hops
+        if spent:
+            times["features"] = spent
+        decode = 0.0
+        for job in jobs:
+            decode, job.session.decode_s = decode + job.session.decode_s, 0.0
         states = [job.session.stream for job in jobs]
         assert all(s is not None for s in states)
         audio, gen_times = self.generator.step(states, [job.session.track.tensors() for job in jobs])  # type: ignore[arg-type]
@@ -447,7 +596,6 @@ class Engine:
                 s = job.session
                 at = s.out_offset + s.resampler.output_count
                 results.append(_HopResult(s.resampler.process(wave.numpy()), at, HopTimings()))
-        decode = sum(f.decode_s for f in frames)
         timings = HopTimings(
             video_decode=decode,
             features=times.get("features", 0.0),

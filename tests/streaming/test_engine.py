@@ -1,6 +1,8 @@
 """The engine end to end on a fake clock with tiny stand-in stages."""
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import torch
@@ -188,15 +190,22 @@ def test_budget_is_the_margin_times_the_p95_of_the_samples_with_a_floor() -> Non
 def test_without_a_fixed_budget_the_engine_measures_warm_hops_and_leaves_no_session_behind() -> None:
     spy = BatchSpy(tiny_vector_field(raw_dim=D))
     clock = ManualClock(0.0, auto_advance=True)
-    cfg = EngineConfig(feature_dim=D, calibration_hops=8, calibration_warmup=2, calibration_batch=2,
+    cfg = EngineConfig(feature_dim=D, calibration_hops=8, calibration_warmup=2, budget_sessions=2,
                        budget_floor_s=0.0)
     engine = Engine(generator=make_generator(spy), features=_features, clock=clock, config=cfg)
     try:
         assert len(engine.calibration_s) == 6 and all(s > 0 for s in engine.calibration_s)
-        assert set(spy.batch_sizes) == {2}  # batched like live sessions
-        assert engine.compute_budget_s == pytest.approx(cfg.budget_margin * np.percentile(engine.calibration_s, 95))
+        assert set(spy.batch_sizes) == {1, 2}  # one session alone and two batched, as live sessions share hops
+        assert engine.calibration_s == engine.batch_calibration_s[1] and len(engine.batch_calibration_s[2]) == 6
+        pair = cfg.budget_margin * np.percentile(engine.batch_calibration_s[2], 95)
+        assert engine.compute_budget_s == pytest.approx(pair)  # every session's latency covers a batch of two
         assert engine.latency_budget.compute == engine.compute_budget_s and not engine.sessions
-        assert engine.open_session().latency_s == pytest.approx(engine.latency_budget.total)
+        first = engine.open_session()
+        assert first.latency_s == pytest.approx(engine.latency_budget.total)
+        assert engine.open_session().latency_s == first.latency_s  # the second joins within the budget
+        third = engine.open_session()  # a third is sized for a batch of three, linear in the batch size
+        assert third.latency_s == pytest.approx(engine.latency_for(3)) and third.latency_s >= first.latency_s
+        assert first.stats().latency_s == first.latency_s  # fixed for the session's lifetime
     finally:
         engine.close()
 
@@ -252,3 +261,101 @@ def test_the_low_latency_hop_streams_without_clicks_at_its_seams(hop_s: float) -
     # sample-to-sample jump beyond the one-shot decode's) holds at both hops (measured ratio 1.0).
     assert diff[seams].max() < 0.15 * peak
     assert np.abs(np.diff(audio)).max() < 1.2 * np.abs(np.diff(ref)).max()
+
+
+# --- shared hop grid, fair batches, features between hops (issue 4) --------------------------------------------
+from frieren_rt.streaming.engine import batch_budget, fade_in_from, hop_grid_start, next_due_time  # noqa: E402
+
+
+def test_audio_before_the_first_frame_is_silent_and_fades_in_from_it() -> None:
+    x = np.ones(10, dtype=np.float32)
+    y = fade_in_from(x, 100, 103, 4)
+    assert y.tolist() == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1] and x.tolist() == [1] * 10
+
+
+def test_the_hop_grid_start_is_the_grid_point_at_or_before_the_first_frame() -> None:
+    hop = 4 * 512 / 22050
+    assert hop_grid_start(0.0, hop) == 0.0 and hop_grid_start(3 * hop, hop) == pytest.approx(3 * hop)
+    for t in (0.01, 1.234, 1000.0 + 1e-3):
+        start = hop_grid_start(t, hop)
+        assert start <= t < start + hop and abs(start / hop - round(start / hop)) < 1e-6
+    assert next_due_time(0.0, hop, 0.005) == pytest.approx(0.005)  # inside the grace after grid point 0
+    assert next_due_time(0.006, hop, 0.005) == pytest.approx(hop + 0.005)
+
+
+def test_a_batch_budget_is_linear_in_the_batch_size_through_the_measured_sizes() -> None:
+    assert batch_budget({1: 0.03}, 5) == 0.03
+    assert batch_budget({1: 0.03, 2: 0.04}, 1) == 0.03 and batch_budget({1: 0.03, 2: 0.04}, 4) == pytest.approx(0.06)
+    assert batch_budget({1: 0.03, 2: 0.02}, 3) == 0.03  # a noisy cheaper pair never shrinks the budget
+
+
+def test_sessions_started_at_different_moments_share_the_hop_grid_and_one_batch() -> None:
+    """Each session's own first frame used to anchor its hops, so hops of sessions that started out of phase
+    never fell due together; on the shared grid every hop after the first runs as one batch of all sessions,
+    and audio for capture time t still plays at t + latency."""
+    spy = BatchSpy(tiny_vector_field(raw_dim=D))
+    engine, clock = _make_engine(spy)
+    g = engine.generator.geometry
+    a, b = engine.open_session("a"), engine.open_session("b")
+    offsets = {"a": 0.0, "b": 0.047}  # b's camera starts half a hop later, and out of phase with a's frames
+
+    async def drive() -> dict:
+        out: dict = {"a": [], "b": []}
+        n = {"a": 0, "b": 0}
+        for _ in range(100):
+            for s in (a, b):
+                out[s.id].append(await s.recv_audio())
+                while offsets[s.id] + n[s.id] / FPS <= clock.now() + 1e-9:
+                    s.push_frame(VideoFrame(_frame(n[s.id]), offsets[s.id] + n[s.id] / FPS))
+                    n[s.id] += 1
+            while await engine.step():
+                pass
+        return out
+
+    try:
+        out = asyncio.run(drive())
+    finally:
+        engine.close()
+    assert a.stream is not None and b.stream is not None
+    assert a.stream.start_time == 0.0 and b.stream.start_time == 0.0  # b's 47 ms start lies in grid hop 0
+    assert set(spy.batch_sizes) == {2} and a.stats().hops == b.stats().hops
+    delay = g.crossfade_samples / g.model_sample_rate
+    assert b.audio_from == round(0.047 * 48000)
+    lead = np.concatenate([f.samples for f in out["b"]])  # the pacer started at clock 0, as the grid
+    first_frame_plays = round((0.047 + b.latency_s - delay) * 48000)
+    assert not lead[:first_frame_plays - 2].any() and lead[first_frame_plays: first_frame_plays + 4800].any()
+    for s in (a, b):
+        assert s.pacer.anchor == pytest.approx(s.stream.start_time + s.latency_s - delay)
+        assert s.stats().underruns == 0 and s.stats().late_samples == 0
+        _assert_continuous(out[s.id])
+
+
+def test_frames_are_featurised_on_the_worker_between_hops() -> None:
+    calls: list[int] = []
+    threads: set[int] = set()
+
+    def features(frames: list) -> torch.Tensor:
+        calls.append(len(frames))
+        threads.add(threading.get_ident())
+        return _features(frames)
+
+    clock = ManualClock(0.0, auto_advance=True)
+    engine = Engine(generator=make_generator(BatchSpy(tiny_vector_field(raw_dim=D))), features=features,
+                    clock=clock, config=EngineConfig(feature_dim=D, compute_budget_s=0.1))
+    session = engine.open_session()
+    hop = engine.generator.geometry.hop_duration_s
+    n = int(hop * FPS) + 1  # the frames covering hop 0
+    try:
+        for i in range(n):
+            session.push_frame(VideoFrame(_frame(i), i / FPS, decode_s=0.001))
+        deadline = time.monotonic() + 5
+        while len(session.track) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(session.track) == n and len(session.frames) == 0  # before any hop was due
+        assert threads == {engine.worker._thread.ident} and engine.idle_feature_s
+        clock.advance(hop + 0.01)
+        assert asyncio.run(engine.step()) == 1
+        t = session.timings[-1]
+        assert t.features == 0.0 and t.video_decode == pytest.approx(0.001 * n)  # nothing left for the hop
+    finally:
+        engine.close()

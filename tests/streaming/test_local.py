@@ -68,7 +68,7 @@ def test_a_video_file_plays_through_the_engine_into_a_wav_in_real_time(clip_mp4:
     assert len(x) == r.audio_frames * 960  # every released 20 ms frame, nothing else
     assert abs(len(x) / RATE - r.seconds) < 0.1
     start = round(r.video_start_s * RATE)
-    assert 0.2 < r.video_start_s < r.latency_s + 0.1  # the pre-roll is about the engine latency
+    assert 0.5 * r.latency_s < r.video_start_s < r.latency_s + 0.1  # the pre-roll is about the engine latency
     assert not x[: start - round(0.05 * RATE)].any()  # silence before the video's sound (minus crossfade)
     assert np.abs(x[start : start + RATE]).max() > 0.01  # the generated sound for the first second
     assert r.engine_underruns <= 2 and r.sink_underruns == 0
