@@ -1,0 +1,62 @@
+"""Issue 3, "Tests": an end-to-end ``frieren-rt generate`` of test-split world clips with the shipped one-step
+distilled model puts sound onsets on the frames that cause them.
+
+The bar is a stated regression guard, not issue 3's 0.90 target (missed; MODEL_CARD.md): pooled onset F1 at
++-40 ms (EBU R37) over the first three test clips must reach ONSET_F1_BAR, and must be at least
+MISMATCH_MARGIN times the F1 of the same audio scored against another clip's events, so the check can fail.
+"""
+
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+
+from frieren_rt.cli import main
+from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync
+
+SEEDS = (200000, 200001, 200002)  # the first three test-split clips: no selection
+# Measured with the shipped weights (distill, seed 0): pooled F1 0.667 on these clips, 0.095 against the
+# next clip's events, 0.818 for the true audio (the onset detector's own ceiling here).
+ONSET_F1_BAR = 0.50
+MISMATCH_MARGIN = 3.0
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    import torch
+
+    try:
+        from frieren_rt.world import render_clip
+        from frieren_rt.world.mp4 import write_mp4
+
+        clips = [render_clip(s, duration=6.0) for s in SEEDS]
+    except Exception as err:  # noqa: BLE001 - the world needs the licensed sounds
+        pytest.skip(f"world assets missing (run 'frieren-rt assets fetch'): {err}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        for clip in clips:
+            folder = tmp_path_factory.mktemp(f"gen{clip.seed}")
+            write_mp4(clip, folder / "in.mp4")
+            code = main(["generate", str(folder / "in.mp4"), "-o", str(folder / "out.mp4"), "--wav",
+                         str(folder / "out.wav"), "--model", "distill", "--seed", "0"])
+            assert code == 0
+            with wave.open(str(folder / "out.wav")) as w:
+                assert w.getframerate() == clip.sample_rate
+                audio = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32767.0
+            out.append((clip, audio))
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_generated_onsets_land_on_the_events_of_their_own_clip(generated):
+    own = pool_sync([onset_sync(detect_onsets(a), c.events, c.silent_spans) for c, a in generated])
+    other = pool_sync([onset_sync(detect_onsets(a), generated[(i + 1) % len(generated)][0].events,
+                                  generated[(i + 1) % len(generated)][0].silent_spans)
+                       for i, (_, a) in enumerate(generated)])
+    assert own["f1"] >= ONSET_F1_BAR, own
+    assert own["f1"] >= MISMATCH_MARGIN * other["f1"], (own, other)
