@@ -10,6 +10,10 @@ is taken as the arrival of its 20 ms frame plus its offset inside the frame.
 - :func:`onset_offsets`: with a trained model, each known event of a world clip (shown on frame k) should sound
   ``latency`` after frame k was captured; the offsets of detected onsets from that are the sync error
   (../shared/reference/streaming.md: residual within ATSC IS-191, +45 ms / -15 ms).
+- :func:`onset_play_times`, :func:`event_offsets`, :func:`fraction_within`: the sync acceptance check
+  (issue 4, section 5): onsets found by the offline evaluation's detector (frieren_rt.eval.onsets, the one
+  the model's onset F1 is measured with) on the received audio, matched one-to-one to the events' expected
+  play times.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ReceivedAudio", "first_audio_latency", "envelope_onsets", "onset_offsets", "summarize"]
+__all__ = ["ReceivedAudio", "first_audio_latency", "envelope_onsets", "event_offsets", "fraction_within",
+           "onset_offsets", "onset_play_times", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +91,42 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
         return {}
     return {"n": float(len(v)), "p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
             "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+
+
+def onset_play_times(audio: ReceivedAudio) -> np.ndarray:
+    """Play times (K,) on the client clock of the onsets in the received audio, found by the offline onset
+    detector (frieren_rt.eval.onsets: tuned on TRUE world audio at 22.05 kHz, so the audio is resampled)."""
+    from math import gcd  # noqa: PLC0415
+
+    from scipy.signal import resample_poly  # noqa: PLC0415
+
+    from frieren_rt.eval.onsets import PRESETS, detect_onsets  # noqa: PLC0415
+
+    model_rate = PRESETS["world"].sample_rate
+    g = gcd(model_rate, audio.rate)
+    x = resample_poly(audio.samples.astype(np.float64), model_rate // g, audio.rate // g).astype(np.float32)
+    onsets = detect_onsets(x)  # (K,) seconds from sample 0
+    index = np.clip(np.round(onsets * audio.rate).astype(int), 0, max(0, len(audio.samples) - 1))
+    return audio.play_time(index) if len(audio.samples) else np.zeros(0)
+
+
+def event_offsets(onsets: np.ndarray, expected: Sequence[float], search_s: float = 0.25) -> np.ndarray:
+    """(E,) seconds: each event's matched onset minus its expected play time (positive = sound late); NaN
+    where no onset lies within ``search_s``. Matching is one-to-one (frieren_rt.eval.onsets.match_onsets),
+    so one loud onset cannot vouch for several events."""
+    from frieren_rt.eval.onsets import match_onsets  # noqa: PLC0415
+
+    expected = np.asarray(expected, dtype=np.float64)
+    out = np.full(len(expected), np.nan)
+    for r, c in match_onsets(expected, np.asarray(onsets, dtype=np.float64), search_s):
+        out[r] = onsets[c] - expected[r]
+    return out
+
+
+def fraction_within(offsets: np.ndarray, early_s: float, late_s: float) -> float:
+    """Fraction of all events (unmatched ones count as misses) with ``-early_s <= offset <= late_s``."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    if not len(offsets):
+        return 0.0
+    ok = (offsets >= -early_s - 1e-9) & (offsets <= late_s + 1e-9)  # NaN compares False: a miss
+    return float(np.count_nonzero(ok)) / len(offsets)

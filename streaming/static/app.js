@@ -1,7 +1,8 @@
 // frieren-rt page: send camera / screen / a world clip over WebRTC (POST /offer), play the generated audio that
 // comes back on the same connection, and show latency, level and underruns.
 // Automation (used by the browser test): ?source=camera|screen|clip&seed=N&autostart=1&record=SECONDS&report=URL
-// records the received audio for SECONDS and POSTs a JSON summary to URL.
+// records the received audio for SECONDS and POSTs a JSON summary to URL. With &samples=1 the summary also holds
+// the received samples and their play times, and the preview's frame times (the sync test, issue 4 section 5).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -59,6 +60,7 @@ async function start() {
     setStatus("opening " + kind + " ...");
     localStream = await openSource(kind);
     if (kind !== "clip") $("preview").srcObject = localStream;
+    if (params.get("samples")) watchFrames($("preview"));
     await listCameras();
     pc = new RTCPeerConnection({ iceServers: [] });
     for (const track of localStream.getVideoTracks()) pc.addTrack(track, localStream);
@@ -167,12 +169,64 @@ async function recordReceived(seconds) {
     n += x.length;
   };
   src.connect(proc); proc.connect(audioCtx.destination);
+  const stopTap = params.get("samples") ? await tapSamples(audioCtx, src) : null;
   await new Promise((r) => setTimeout(r, seconds * 1000));
+  const tapped = stopTap ? stopTap() : {};
   src.disconnect(); proc.disconnect();
   const b = await browserStats();
+  let server = null;  // the session's server stats (latency_s: the reported capture -> send latency)
+  try { if (session) server = await (await fetch("/stats/" + session)).json(); } catch (e) { /* absent */ }
   return { samples: n, rate: audioCtx.sampleRate, seconds: n / audioCtx.sampleRate, rms: Math.sqrt(sumsq / Math.max(1, n)),
            peak, nonzero, packetsReceived: b.packets, totalSamplesReceived: b.samples, concealedSamples: b.concealed,
-           session, connectionState: pc ? pc.connectionState : null };
+           session, connectionState: pc ? pc.connectionState : null, latencyS: server ? server.latency_s : null, server, ...tapped,
+           ...(stopTap ? { frameTimes } : {}) };
+}
+
+// --- sync test instrumentation (&samples=1) ---------------------------------------------------------------------
+// Times are on the page's performance.now() clock (ms). A received sample's play time is its render quantum's
+// context time (AudioWorkletGlobalScope.currentFrame: exact, unlike a ScriptProcessor's buffered input) mapped
+// through getOutputTimestamp(), which pairs the context time now leaving the output with its performance time.
+const frameTimes = [];  // [performance ms (captureTime when given, else callback time), presentedFrames]
+function watchFrames(video) {
+  if (!video.requestVideoFrameCallback) return;
+  const onFrame = (now, meta) => {
+    frameTimes.push([meta.captureTime ?? now, meta.presentedFrames]);
+    if (localStream) video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+const TAP = `registerProcessor("tap", class extends AudioWorkletProcessor {
+  process(inputs) {
+    const x = inputs[0][0];
+    if (x) this.port.postMessage({ frame: currentFrame, x: x.slice() });
+    return true;
+  }
+});`;
+
+async function tapSamples(ctx, src) {
+  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([TAP], { type: "text/javascript" })));
+  const node = new AudioWorkletNode(ctx, "tap", { numberOfOutputs: 0 });
+  const chunks = [], clock = [];
+  node.port.onmessage = (ev) => chunks.push(ev.data);
+  const timer = setInterval(() => {
+    const ts = ctx.getOutputTimestamp();
+    if (ts.performanceTime > 0) clock.push(ts.performanceTime - 1000 * ts.contextTime);
+  }, 100);
+  src.connect(node);
+  return () => {  // stop: samples from the first quantum on, contiguous (gaps zero-filled), and sample 0's time
+    clearInterval(timer); src.disconnect(node); node.port.onmessage = null;
+    if (!chunks.length) return { samplesB64: "", sample0Ms: null, clockSpreadMs: null };
+    const f0 = chunks[0].frame, n = chunks[chunks.length - 1].frame + chunks[chunks.length - 1].x.length - f0;
+    const all = new Float32Array(n);
+    for (const c of chunks) all.set(c.x, c.frame - f0);
+    clock.sort((a, b) => a - b);
+    const offset = clock.length ? clock[clock.length >> 1] : performance.now() - 1000 * ctx.currentTime;
+    let bin = ""; const bytes = new Uint8Array(all.buffer);
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return { samplesB64: btoa(bin), sample0Ms: offset + 1000 * f0 / ctx.sampleRate,
+             clockSpreadMs: clock.length ? clock[clock.length - 1] - clock[0] : null };
+  };
 }
 
 $("start").onclick = () => start().catch(() => {});
