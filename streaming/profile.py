@@ -7,8 +7,9 @@ world clip at its frame rate for ``duration_s`` and reports per sweep point:
 - per stage (decode, features, vector field, VAE decode, vocoder, resample/encode, transport) and for the
   compute of a whole hop: n / mean / p50 / p95 / p99 / max in ms; real-time factor = p95 compute per hop / hop
   (../shared/reference/streaming.md, "What to report");
-- glass-to-ear per received 20 ms frame, time to first audio (session start -> the first generated sample
-  plays; ``time_to_first_frame_s``: -> the first 20 ms frame, pre-roll silence included), underruns, frames
+- glass-to-ear per received 20 ms frame, time to first audio (session start -> the audio standing for the
+  first frame plays; without an in-process server, -> the first generated sample plays; ``time_to_first_frame_s``:
+  -> the first 20 ms frame, pre-roll silence included), underruns, frames
   dropped by latest-wins, and the audio FIFO / video buffer depths sampled over the run.
 
 How each is measured (one monotonic clock: clients and an in-process server share ``time.monotonic``):
@@ -235,11 +236,14 @@ class HopProbe:
         return None if s is None else len(s.frames)
 
     def pacer_times(self, session: Hashable) -> tuple[float, float] | None:
-        """(pacer start, anchor) on the engine clock once both are known."""
+        """(pacer start, anchor) on the engine clock once both are known; the anchor is moved to the FIFO sample
+        that stands for the first frame: on the shared hop grid (engine.py) FIFO sample 0 stands for the grid
+        point up to a hop before it, and ``audio_from`` samples later comes the first frame."""
         s = self.engine.sessions.get(session)
         if s is None or s.pacer.start is None or s.pacer.anchor is None:
             return None
-        return s.pacer.start, s.pacer.anchor
+        rate = self.engine.generator.geometry.output_sample_rate
+        return s.pacer.start, s.pacer.anchor + s.audio_from / rate
 
     @property
     def hop_s(self) -> float:
@@ -316,7 +320,12 @@ def session_record(stream: Stream, stats: dict[str, Any], depths: list[tuple[flo
             "received_s": len(audio.samples) / audio.rate, "play": play, "g2e": g2e,
             "g2e_method": method, "hop_s": stream.hop_s,
             "first_g2e_s": first_audio_latency(audio, first, stream.stream_delay_s),
-            "ttfa_s": None if s0 is None else float(audio.play_time(s0)) - stream.opened_at,
+            # Time to first audio: until the audio standing for the first frame plays (the pacer's index when
+            # known: the stream's sound starts there even when the scene opens silent, as world clips do), else
+            # until the first generated (non-silent) sample plays.
+            "ttfa_s": (float(audio.play_time(index)) - stream.opened_at
+                       if index is not None and 0 <= index < len(audio.arrivals) * audio.frame
+                       else None if s0 is None else float(audio.play_time(s0)) - stream.opened_at),
             "first_frame_s": float(audio.arrivals[0]) - stream.opened_at if len(audio.arrivals) else None,
             "stats": stats, "depths": depths, "hops": hops, "turnaround": list(turnaround)}
 
