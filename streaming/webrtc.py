@@ -42,6 +42,7 @@ __all__ = [
     "LevelMeter",
     "MarkerJitterBuffer",
     "PeerSession",
+    "session_stats",
     "StreamFrame",
     "VideoSize",
     "VideoIngest",
@@ -286,6 +287,32 @@ async def discard(track: MediaStreamTrack) -> None:
 
 
 # --- one peer ------------------------------------------------------------------------------------------------
+def session_stats(session: Any, meter: LevelMeter, stream_delay_s: float, *, extra_dropped: int = 0
+                  ) -> dict[str, Any]:
+    """The engine-side statistics every transport reports for a session (``GET /stats``, /ws stats messages):
+    latency, hops, frames received / dropped (plus the transport's own drops), underruns, FIFO depth, output
+    level and compute per hop p50 / p95."""
+    s = session.stats()
+    compute = sorted(t.total for t in session.timings)
+    return {
+        "latency_s": s.latency_s,
+        "stream_delay_s": stream_delay_s,
+        "hops": s.hops,
+        "frames_received": s.frames_received,
+        "frames_dropped": s.frames_dropped + extra_dropped,
+        "underruns": s.underruns,
+        "late_samples": s.late_samples,
+        "skipped_hops": s.skipped_hops,
+        "fifo_depth": s.fifo_depth,
+        "audio_frames": meter.frames,
+        "silent_frames": meter.silent_frames,
+        "level_db": round(meter.rms_db, 1),
+        "peak": round(meter.peak, 4),
+        "compute_p50_s": compute[len(compute) // 2] if compute else None,
+        "compute_p95_s": compute[int(0.95 * (len(compute) - 1))] if compute else None,
+    }
+
+
 class PeerSession:
     """One publishing peer: its connection, engine session, audio fan-out and player connections.
 
@@ -420,28 +447,11 @@ class PeerSession:
         self.closed.set()
 
     def stats(self) -> dict[str, Any]:
-        s = self.engine_session.stats()
-        timings = list(self.engine_session.timings)
-        compute = sorted(t.total for t in timings)
-        m = self.audio.meter
         return {
             "id": self.id,
             "state": self.pc.connectionState,
-            "latency_s": s.latency_s,
-            "stream_delay_s": self.stream_delay_s,
-            "hops": s.hops,
-            "frames_received": s.frames_received,
-            "frames_dropped": s.frames_dropped + (self.ingest.frames_skipped if self.ingest else 0),
-            "underruns": s.underruns,
-            "late_samples": s.late_samples,
-            "skipped_hops": s.skipped_hops,
-            "fifo_depth": s.fifo_depth,
-            "audio_frames": m.frames,
-            "silent_frames": m.silent_frames,
-            "level_db": round(m.rms_db, 1),
-            "peak": round(m.peak, 4),
-            "compute_p50_s": compute[len(compute) // 2] if compute else None,
-            "compute_p95_s": compute[int(0.95 * (len(compute) - 1))] if compute else None,
+            **session_stats(self.engine_session, self.audio.meter, self.stream_delay_s,
+                            extra_dropped=self.ingest.frames_skipped if self.ingest else 0),
             "players": len(self.players),
             "age_s": round(time.monotonic() - self.created, 3),
             "idle_s": round(self.idle_s(), 3),

@@ -52,7 +52,7 @@ from frieren_rt.streaming.access import AccessPolicy, origin_of, token_from
 from frieren_rt.streaming.engine import Engine, VideoFrame
 from frieren_rt.streaming.resample import PolyphaseResampler
 from frieren_rt.streaming.server import CONFIG, ENGINE, SESSIONS, ServerConfig, SessionLimit
-from frieren_rt.streaming.webrtc import CaptureTimeMapper, LevelMeter, StreamFrame, VideoSize
+from frieren_rt.streaming.webrtc import CaptureTimeMapper, LevelMeter, StreamFrame, VideoSize, session_stats
 
 __all__ = ["ClientTimeline", "FrameDecoder", "PcmEncoder", "WsSession", "add_routes", "audio_capture_time"]
 
@@ -407,28 +407,12 @@ class WsSession:
             await self._send_json(type="stats", **self.stats())
 
     def stats(self) -> dict[str, Any]:
-        s = self.engine_session.stats()
-        compute = sorted(t.total for t in self.engine_session.timings)
-        m = self.meter
         return {
             "id": self.id,
             "transport": "websocket",
             "state": "closed" if self._closing else "open",
-            "latency_s": s.latency_s,
-            "stream_delay_s": self.stream_delay_s,
-            "hops": s.hops,
-            "frames_received": s.frames_received,
-            "frames_dropped": s.frames_dropped + self.counts["frames_latest_wins"] + self.counts["credit_overruns"],
-            "underruns": s.underruns,
-            "late_samples": s.late_samples,
-            "skipped_hops": s.skipped_hops,
-            "fifo_depth": s.fifo_depth,
-            "audio_frames": m.frames,
-            "silent_frames": m.silent_frames,
-            "level_db": round(m.rms_db, 1),
-            "peak": round(m.peak, 4),
-            "compute_p50_s": compute[len(compute) // 2] if compute else None,
-            "compute_p95_s": compute[int(0.95 * (len(compute) - 1))] if compute else None,
+            **session_stats(self.engine_session, self.meter, self.stream_delay_s,
+                            extra_dropped=self.counts["frames_latest_wins"] + self.counts["credit_overruns"]),
             "pending_frames": len(self._pending),
             **self.counts,
             "last_error": self.last_error,
