@@ -68,7 +68,8 @@ def align_to_video(audio: ReceivedAudio, first_capture: float, shift_s: float, n
 async def _run(frames: np.ndarray, fps: int, engine: Engine | Callable[[], Engine], tail_s: float,
                event_frames: list[int]) -> tuple:
     from frieren_rt.streaming import client  # noqa: PLC0415
-    from frieren_rt.streaming.server import SESSIONS, ServerConfig, bound_port, create_app, start  # noqa: PLC0415
+    from frieren_rt.streaming.profile import pacer_first_index  # noqa: PLC0415
+    from frieren_rt.streaming.server import ENGINE, SESSIONS, ServerConfig, bound_port, create_app, start  # noqa: PLC0415
 
     app = create_app(ServerConfig(port=0), engine=engine)
     runner = await start(app, "127.0.0.1", 0)
@@ -77,14 +78,24 @@ async def _run(frames: np.ndarray, fps: int, engine: Engine | Callable[[], Engin
         pub.video.loop = False
         await asyncio.sleep(len(frames) / fps)
         # Counted while video still covers what plays: the clip's last hop never falls due (no later frame).
-        stats = app[SESSIONS].sessions[pub.session].stats()
+        session = app[SESSIONS].sessions[pub.session]
+        stats = session.stats()
+        # The received sample standing for the first frame, from the server's pacer (on the shared hop grid its
+        # FIFO starts up to a hop before the first frame, ``audio_from`` samples earlier). The first non-silent
+        # sample would not do: with a model that syncs, a scene that opens silent plays silence first.
+        es, rate = session.engine_session, app[ENGINE].generator.geometry.output_sample_rate
+        pacer = (es.pacer.start, es.pacer.anchor + es.audio_from / rate) if es.pacer.start is not None else None
         await asyncio.sleep(pub.info["latency_s"] + tail_s)
         await pub.close()
     finally:
         await runner.cleanup()
     audio = pub.recorder.received()
     captures = pub.video.capture_times
-    g2e = first_audio_latency(audio, captures[0], pub.info["stream_delay_s"])
+    index = None if pacer is None else pacer_first_index(*pacer, rate=audio.rate)
+    if index is not None and 0 <= index < len(audio.samples):
+        g2e = float(audio.play_time(index)) - (captures[0] - pub.info["stream_delay_s"])
+    else:
+        g2e = first_audio_latency(audio, captures[0], pub.info["stream_delay_s"])
     events = [captures[k] for k in event_frames if k < len(captures)]
     errors = onset_offsets(audio, events, g2e or pub.info["latency_s"], threshold=0.05) if events else []
     return audio, captures, g2e, errors, stats, pub.info["latency_s"]
