@@ -69,7 +69,7 @@ async def _run(frames: np.ndarray, fps: int, engine: Engine | Callable[[], Engin
                event_frames: list[int]) -> tuple:
     from frieren_rt.streaming import client  # noqa: PLC0415
     from frieren_rt.streaming.profile import pacer_first_index  # noqa: PLC0415
-    from frieren_rt.streaming.server import ENGINE, SESSIONS, ServerConfig, bound_port, create_app, start  # noqa: PLC0415
+    from frieren_rt.streaming.server import SESSIONS, ServerConfig, bound_port, create_app, start  # noqa: PLC0415
 
     app = create_app(ServerConfig(port=0), engine=engine)
     runner = await start(app, "127.0.0.1", 0)
@@ -80,11 +80,10 @@ async def _run(frames: np.ndarray, fps: int, engine: Engine | Callable[[], Engin
         # Counted while video still covers what plays: the clip's last hop never falls due (no later frame).
         session = app[SESSIONS].sessions[pub.session]
         stats = session.stats()
-        # The received sample standing for the first frame, from the server's pacer (on the shared hop grid its
-        # FIFO starts up to a hop before the first frame, ``audio_from`` samples earlier). The first non-silent
+        # The received sample standing for the first frame, from the server's pacer. The first non-silent
         # sample would not do: with a model that syncs, a scene that opens silent plays silence first.
-        es, rate = session.engine_session, app[ENGINE].generator.geometry.output_sample_rate
-        pacer = (es.pacer.start, es.pacer.anchor + es.audio_from / rate) if es.pacer.start is not None else None
+        es = session.engine_session
+        pacer = (es.pacer.start, es.first_frame_anchor) if es.pacer.start is not None else None
         await asyncio.sleep(pub.info["latency_s"] + tail_s)
         await pub.close()
     finally:

@@ -279,6 +279,15 @@ class EngineSession:
         self.skipped_hops = 0
         self._engine = engine
 
+    @property
+    def first_frame_anchor(self) -> float | None:
+        """Clock time at which the pacer plays the FIFO sample standing for the first frame (minus the held
+        crossfade); None before the first frame. On the shared hop grid FIFO sample 0 stands for the grid point
+        up to a hop earlier, ``audio_from`` samples before the first frame."""
+        if self.pacer.anchor is None:
+            return None
+        return self.pacer.anchor + self.audio_from / self._engine.generator.geometry.output_sample_rate
+
     def push_frame(self, frame: VideoFrame) -> None:
         """Non-blocking; the newest frames win."""
         self.frames.put(frame, frame.capture_time)

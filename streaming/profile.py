@@ -236,14 +236,11 @@ class HopProbe:
         return None if s is None else len(s.frames)
 
     def pacer_times(self, session: Hashable) -> tuple[float, float] | None:
-        """(pacer start, anchor) on the engine clock once both are known; the anchor is moved to the FIFO sample
-        that stands for the first frame: on the shared hop grid (engine.py) FIFO sample 0 stands for the grid
-        point up to a hop before it, and ``audio_from`` samples later comes the first frame."""
+        """(pacer start, time the first frame's audio plays) on the engine clock once both are known."""
         s = self.engine.sessions.get(session)
-        if s is None or s.pacer.start is None or s.pacer.anchor is None:
+        if s is None or s.pacer.start is None or s.first_frame_anchor is None:
             return None
-        rate = self.engine.generator.geometry.output_sample_rate
-        return s.pacer.start, s.pacer.anchor + s.audio_from / rate
+        return s.pacer.start, s.first_frame_anchor
 
     @property
     def hop_s(self) -> float:

@@ -116,7 +116,14 @@ async def browser_session(work: Path, timeout_s: float = 40.0, *, sync: bool = F
     record = SYNC_RECORD_S if sync else RECORD_S
     url = (f"http://127.0.0.1:{bound_port(runner)}/?source=camera&autostart=1&record={record}"
            "&report=/test-report" + ("&samples=1" if sync else ""))
-    # Own process group: Chromium never exits by itself and leaves helper processes; the group is killed after.
+    return await chromium_report(url, y4m, work, report, runner, timeout_s)
+
+
+async def chromium_report(url: str, y4m: Path, work: Path, report: asyncio.Future, runner, timeout_s: float
+                          ) -> dict:
+    """Run headless Chromium on ``url`` until the page posts its report (or ``timeout_s``), then kill it and
+    stop the server ``runner``. Own process group: Chromium never exits by itself and leaves helper processes;
+    the group is killed after."""
     proc = subprocess.Popen(chromium_command(url, y4m, work / "profile"), stdout=subprocess.DEVNULL,
                             stderr=open(work / "chromium.log", "wb"), start_new_session=True)
     try:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,7 +47,7 @@ async def browser_session(work: Path, timeout_s: float = 30.0) -> dict:
 
     from frieren_rt.streaming.builders import random_engine  # noqa: PLC0415
     from frieren_rt.streaming.server import ServerConfig, bound_port, create_app, start  # noqa: PLC0415
-    from tests.streaming.test_browser import chromium_command  # noqa: PLC0415
+    from tests.streaming.test_browser import chromium_report  # noqa: PLC0415
 
     app = create_app(ServerConfig(port=0), engine=random_engine)
     report: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
@@ -70,14 +67,7 @@ async def browser_session(work: Path, timeout_s: float = 30.0) -> dict:
     url = f"http://127.0.0.1:{bound_port(runner)}/ws-example"
     y4m = work / "unused.y4m"  # the command's fake-camera flag needs a path; this page opens no camera
     y4m.write_bytes(b"")
-    proc = subprocess.Popen(chromium_command(url, y4m, work / "profile"), stdout=subprocess.DEVNULL,
-                            stderr=open(work / "chromium.log", "wb"), start_new_session=True)
-    try:
-        return await asyncio.wait_for(report, timeout_s)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        await runner.cleanup()
+    return await chromium_report(url, y4m, work, report, runner, timeout_s)
 
 
 @pytest.mark.slow
