@@ -178,8 +178,32 @@ def check_kernels(device: torch.device) -> None:
         value, gate = x.double().chunk(2, dim=1)
         err = (geglu(x).double() - value * torch.nn.functional.gelu(gate)).abs().max().item()
         rows.append(["geglu (2, 512, 70)", _dt(dtype), f"{err:.2e}"])
+    rows += vector_field_seam_rows(device)
     print("\n## Correctness vs float64 (max abs error; ragged key masks)\n")
     print(markdown_table(["kernel", "dtype", "max abs err"], rows))
+
+
+def vector_field_seam_rows(device: torch.device) -> list[list[str]]:
+    """The whole small vector field through the attention seam's default (Triton on CUDA tensors) against the
+    same weights with SDPA attention: relative error ||a - b|| / ||b|| (METHOD.md), fp32 and bf16 autocast.
+    On CPU both paths are SDPA, so the row reads 0 there."""
+    from frieren_rt.model import VectorField, preset
+
+    torch.manual_seed(0)
+    model = VectorField(preset("small", zero_init=False)).to(device).eval()
+    inputs = window_inputs(model, WINDOW_LATENTS["small"], 3, device)
+    rows = []
+    for autocast_dtype in (None, torch.bfloat16):
+        if autocast_dtype is not None and device.type != "cuda":
+            continue
+        step = make_step(model, inputs, autocast_dtype)
+        out = step().double()
+        with sdpa_attention_in_model():
+            ref = step().double()
+        rel = ((out - ref).norm() / ref.norm()).item()
+        name = "fp32" if autocast_dtype is None else f"{_dt(autocast_dtype)} autocast"
+        rows.append(["vector field small, triton vs sdpa seam (rel. L2)", name, f"{rel:.2e}"])
+    return rows
 
 
 def eager_attention(q, k, v, mask):

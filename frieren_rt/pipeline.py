@@ -163,8 +163,9 @@ class FoleyPipeline:
             from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
 
             detector = EventDetector.from_pretrained(folder / "detector.safetensors")
+        features = FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector, device=device)
         return cls(model=model, vae=load_vae(folder / "vae.safetensors").to(device), vocoder=vocoder.to(device),
-                   features=FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector),
+                   features=features,
                    options=replace(options, variant=variant), device=device)
 
     def with_options(self, options: GenerationOptions) -> FoleyPipeline:

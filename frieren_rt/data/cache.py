@@ -53,16 +53,18 @@ class ClipRecord:
 
 class FeatureExtractor:
     """Frozen per-frame visual features: MobileNetV2 pooled features + motion (+ the event detector's features,
-    appended to the motion vector). frames (N, H, W, 3) uint8."""
+    appended to the motion vector). frames (N, H, W, 3) uint8. ``device``: where the networks run (a GPU
+    server featurises there); inputs and outputs stay CPU tensors."""
 
-    def __init__(self, resolution: int, motion_grid: int, image_every: int = 1, detector: torch.nn.Module | None = None
-                 ) -> None:
+    def __init__(self, resolution: int, motion_grid: int, image_every: int = 1, detector: torch.nn.Module | None = None,
+                 *, device: str = "cpu") -> None:
         from frieren_rt.vision import ImageEncoder  # noqa: PLC0415
 
-        self.encoder = ImageEncoder.from_package(resolution=resolution).eval()
+        self.device = torch.device(device)
+        self.encoder = ImageEncoder.from_package(resolution=resolution).eval().to(self.device)
         self.motion_grid = motion_grid
         self.image_every = image_every
-        self.detector = detector.eval() if detector is not None else None
+        self.detector = detector.eval().to(self.device) if detector is not None else None
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *, phase: int = 0,
@@ -75,8 +77,8 @@ class FeatureExtractor:
         """
         from frieren_rt.vision import motion_features  # noqa: PLC0415
 
-        chw = frames.permute(0, 3, 1, 2).contiguous().unsqueeze(0)  # (1, N, 3, H, W)
-        prev = None if previous is None else previous.permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+        chw = frames.to(self.device).permute(0, 3, 1, 2).contiguous().unsqueeze(0)  # (1, N, 3, H, W)
+        prev = None if previous is None else previous.to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
         motion = motion_features(chw, grid=self.motion_grid, previous=prev)[0]
         if self.detector is not None:  # causal, per frame: sees frame t and t - 1 only, as in training
             events = self.detector.features(chw[0], None if prev is None else prev[0])  # (N, E + K + 1)
@@ -85,11 +87,11 @@ class FeatureExtractor:
         encode = torch.nonzero(index % self.image_every == 0).flatten()  # (K,) positions to encode
         if len(encode) == 0 and held is None:
             encode = torch.tensor([0])
-        image = self.encoder(chw[:, encode])[0] if len(encode) else torch.zeros(0, 1280)  # (K, 1280)
+        image = self.encoder(chw[:, encode])[0].cpu() if len(encode) else torch.zeros(0, 1280)  # (K, 1280)
         # Hold: each frame takes the newest encoded frame at or before it (or ``held`` before the first).
         slot = torch.searchsorted(encode, torch.arange(frames.shape[0]), right=True) - 1  # (N,) in [-1, K)
         bank = image if held is None else torch.cat([image, held.view(1, -1).to(image.dtype)])
-        return bank[slot], motion  # slot -1 reads ``held`` (last row) when given
+        return bank[slot], motion.cpu()  # slot -1 reads ``held`` (last row) when given
 
 
 def clip_record(seed: int, cfg: CacheConfig, extractor: FeatureExtractor, logmel: torch.nn.Module) -> ClipRecord:

@@ -7,6 +7,12 @@ import secrets
 
 import torch
 
+# The kernels run where Triton compiles them: CPU tensors under TRITON_INTERPRET=1 (CI), else the GPU, so the
+# same tests check the compiled kernels on a lent NVIDIA machine (TRITON_INTERPRET=0 pytest tests/kernels).
+DEVICE = torch.device(
+    "cuda" if os.environ.get("TRITON_INTERPRET") != "1" and torch.cuda.is_available() else "cpu"
+)
+
 # Per-dtype tolerances against a float64 reference computed from the same (rounded) inputs. fp32 runs exact
 # dots (interpreter; input_precision="ieee" on GPU); fp16/bf16 round the output and the P tile to 16 bits.
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {  # dtype -> (atol, rtol)

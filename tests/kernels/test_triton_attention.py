@@ -17,15 +17,15 @@ if os.environ["TRITON_INTERPRET"] != "1" and not torch.cuda.is_available():
     pytest.skip("TRITON_INTERPRET is off and there is no GPU", allow_module_level=True)
 
 from frieren_rt.kernels.triton_attention import AttentionBlocks, flash_attention  # noqa: E402
-from tests.kernels.reference import assert_matches, attention_reference, fresh_generator  # noqa: E402
+from tests.kernels.reference import DEVICE, assert_matches, attention_reference, fresh_generator  # noqa: E402
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
 def _inputs(b, h, seq, d, dtype, gen, *, lengths=None):
     """q, k, v (B, H, L, D) in ``dtype`` and a (B, L) key mask (None when lengths is None)."""
-    q, k, v = (torch.randn(b, h, seq, d, generator=gen).to(dtype) for _ in range(3))
-    mask = None if lengths is None else torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]
+    q, k, v = (torch.randn(b, h, seq, d, generator=gen).to(DEVICE, dtype) for _ in range(3))
+    mask = None if lengths is None else (torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]).to(DEVICE)
     return q, k, v, mask
 
 
@@ -105,7 +105,7 @@ def test_strided_inputs_and_default_output_layout():
     """The model passes head-split views of (B, L, H*D); the default output merges heads with a free view."""
     gen, seed = fresh_generator()
     b, seq, h, d = 2, 17, 2, 24
-    qkv = torch.randn(b, seq, 3, h, d, generator=gen)
+    qkv = torch.randn(b, seq, 3, h, d, generator=gen).to(DEVICE)
     q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, L, D) views, non-contiguous
     out = flash_attention(q, k, v)
     assert out.shape == (b, h, seq, d) and out.transpose(1, 2).is_contiguous()
@@ -141,7 +141,7 @@ def test_rejects_bad_inputs_with_a_message(change, error):
 
 
 def test_rejects_head_dim_over_128():
-    q = torch.zeros(1, 1, 4, 129)
+    q = torch.zeros(1, 1, 4, 129, device=DEVICE)
     with pytest.raises(ValueError, match="head dim"):
         flash_attention(q, q, q)
 
