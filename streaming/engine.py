@@ -277,16 +277,23 @@ class EngineSession:
         self.resampler = PolyphaseResampler(g.model_sample_rate, g.output_sample_rate)
         self.out_offset = 0  # FIFO index of the resampler's output 0
         self.skipped_hops = 0
+        # Seconds by which the transport now puts the first frame's capture earlier than the time it was
+        # pushed with (webrtc.CaptureTimeMapper.revision_s: a late first frame); set by the ingest.
+        self.first_capture_revision_s = 0.0
         self._engine = engine
 
     @property
     def first_frame_anchor(self) -> float | None:
-        """Clock time at which the pacer plays the FIFO sample standing for the first frame (minus the held
-        crossfade); None before the first frame. On the shared hop grid FIFO sample 0 stands for the grid point
-        up to a hop earlier, ``audio_from`` samples before the first frame."""
+        """Clock time at which the pacer plays the audio standing for the first frame's capture (minus the held
+        crossfade) on the session's timeline, where every frame's audio plays at its capture time + latency;
+        None before the first frame. On the shared hop grid FIFO sample 0 stands for the grid point up to a
+        hop earlier, ``audio_from`` samples before the first frame. A first frame that arrived late was pushed
+        with a late capture time; later frames are mapped right, so the timeline holds its capture
+        ``first_capture_revision_s`` earlier (the latency every later frame gets, not the first frame's own)."""
         if self.pacer.anchor is None:
             return None
-        return self.pacer.anchor + self.audio_from / self._engine.generator.geometry.output_sample_rate
+        rate = self._engine.generator.geometry.output_sample_rate
+        return self.pacer.anchor + self.audio_from / rate - self.first_capture_revision_s
 
     def push_frame(self, frame: VideoFrame) -> None:
         """Non-blocking; the newest frames win."""

@@ -145,17 +145,32 @@ class CaptureTimeMapper:
     have been captured after it arrived, so when network jitter makes a frame arrive earlier than the anchor
     implies, the anchor moves back; when the sender's timestamps fall more than ``max_lag_s`` behind arrival
     (a paused or slow sender clock), the anchor moves forward, so timestamps never fall behind for ever.
+
+    A late first frame is common: a sender's first encode (a keyframe, encoder start-up) can take over 100 ms
+    while later frames flow on time (seen with aiortc's VP8 sender: 130 ms). Later frames then move the anchor
+    back and are mapped right, but the first frame was already handed on with the late time: ``revision_s``
+    says by how much, so the first frame's audio can be located on the corrected timeline (EngineSession).
     """
 
     def __init__(self, *, max_lag_s: float = 1.0) -> None:
         self.max_lag_s = max_lag_s
         self._anchor: float | None = None
+        self._first_anchor: float | None = None
         self._pts0 = 0.0
+
+    @property
+    def revision_s(self) -> float:
+        """How much earlier the first frame's capture is estimated now than when it was mapped (seconds;
+        positive when it arrived late, negative when a lagging sender clock moved the anchor forward)."""
+        if self._anchor is None or self._first_anchor is None:
+            return 0.0
+        return self._first_anchor - self._anchor
 
     def map(self, pts_s: float, arrival: float) -> float:
         """pts_s: the frame's presentation time in seconds; arrival: clock time it arrived."""
         if self._anchor is None:
             self._anchor, self._pts0 = arrival, pts_s
+            self._first_anchor = arrival
         t = self._anchor + pts_s - self._pts0
         if t > arrival:
             self._anchor -= t - arrival
@@ -277,6 +292,7 @@ class VideoIngest:
             decode_s = time.perf_counter() - t0
             pixels = StreamFrame(str(self.session.id), rgb)
             self.session.push_frame(VideoFrame(pixels, self.mapper.map(pts_s, arrival), decode_s=decode_s))
+            self.session.first_capture_revision_s = self.mapper.revision_s
 
 
 async def discard(track: MediaStreamTrack) -> None:

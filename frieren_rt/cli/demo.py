@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     ms = lambda s: "n/a" if s is None else f"{1000 * s:.0f} ms"  # noqa: E731
     print(f"{r.output}: {r.frames_sent} frames sent, {r.audio_s:.2f} s of audio received, {r.underruns} underruns")
     print(f"latency: engine {ms(r.engine_latency_s)}, glass-to-ear {ms(r.glass_to_ear_s)} "
-          "(first frame's capture -> its audio at the client)")
+          "(capture -> its audio at the client, on the stream timeline)")
     if r.onset_error:
         e = r.onset_error
         print(f"event onset error vs glass-to-ear ({int(e['n'])} events): p50 {ms(e['p50'])}, p95 {ms(e['p95'])}, "

@@ -103,6 +103,22 @@ def test_audio_starts_at_the_reported_latency_after_the_first_frame() -> None:
     assert abs(b.held - (g.crossfade_samples + 10) / g.model_sample_rate) < 10 / g.model_sample_rate
 
 
+def test_a_revised_first_capture_moves_the_first_frame_anchor_not_the_audio() -> None:
+    """The ingest reports that the first frame arrived late (webrtc.CaptureTimeMapper.revision_s): the anchor
+    used to measure glass-to-ear follows the corrected timeline; nothing already scheduled moves."""
+    engine, _ = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)))
+    session = engine.open_session()
+    try:
+        session.push_frame(VideoFrame(_frame(0), 1.0, decode_s=0.0))
+        anchor, pacer_anchor = session.first_frame_anchor, session.pacer.anchor
+        assert anchor is not None
+        session.first_capture_revision_s = 0.13
+        assert session.first_frame_anchor == anchor - 0.13
+        assert session.pacer.anchor == pacer_anchor
+    finally:
+        engine.close()
+
+
 def test_a_slow_consumer_drops_stale_video_but_never_audio_continuity() -> None:
     spy = BatchSpy(tiny_vector_field(raw_dim=D))
     engine, clock = _make_engine(spy, latency_s=1.0)

@@ -29,6 +29,18 @@ def test_capture_times_follow_pts_anchored_at_first_arrival_and_never_lie_in_the
     assert m.map(10.35, arrival=101.5) == pytest.approx(101.0)  # sender clock stalled: lag capped at 0.5 s
 
 
+def test_a_late_first_frame_is_revised_by_the_on_time_frames_after_it() -> None:
+    """The sender's first encode held frame 0 for 130 ms; frames 1.. arrive on time (seen with aiortc's VP8)."""
+    m = CaptureTimeMapper()
+    assert m.revision_s == 0.0
+    assert m.map(0.0, arrival=100.13) == 100.13  # mapped late: nothing tells yet
+    assert m.revision_s == 0.0
+    for k in range(1, 6):
+        m.map(k / 30, arrival=100.0 + k / 30 + 0.002)
+    assert m.revision_s == pytest.approx(0.128)  # frame 0 was captured 128 ms before its mapped time
+    assert m.map(6 / 30, arrival=100.0 + 6 / 30 + 0.002) == pytest.approx(100.202)  # later frames mapped right
+
+
 def test_ice_host_addresses_restricts_and_restores_aioice_gathering() -> None:
     original = aioice.ice.get_host_addresses
     with ice_host_addresses(["127.0.0.1"]):
