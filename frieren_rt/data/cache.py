@@ -75,23 +75,70 @@ class FeatureExtractor:
         frames[0] in the stream (frames with index % image_every == 0 are encoded, the others hold the last
         encoded features); held: (1280,) features to hold for leading frames before the first encoded one.
         """
+        return self.many([StreamChunk(frames, previous, phase, held)])[0]
+
+    @torch.no_grad()
+    def many(self, chunks: Sequence[StreamChunk]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The features of several streams' new frames in one call per network (the streaming engine's
+        batched hop: one MobileNetV2 and one detector call for every session, not one each). Each chunk is
+        computed exactly as a call of its own would be. All frames must share one size."""
         from frieren_rt.vision import motion_features  # noqa: PLC0415
 
-        chw = frames.to(self.device).permute(0, 3, 1, 2).contiguous().unsqueeze(0)  # (1, N, 3, H, W)
-        prev = None if previous is None else previous.to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
-        motion = motion_features(chw, grid=self.motion_grid, previous=prev)[0]
+        frames = torch.cat([c.frames for c in chunks]).to(self.device)  # (N, H, W, 3) all streams' frames
+        chw = frames.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+        before = torch.cat([_before(chw[a:b], c.previous, self.device)
+                            for c, (a, b) in zip(chunks, _spans(chunks), strict=True)])  # (N, 3, H, W)
+        # Each frame against the one shown before it: T = 1 per row gives motion_features' streaming result.
+        motion = motion_features(chw.unsqueeze(1), grid=self.motion_grid, previous=before)[:, 0]  # (N, M)
         if self.detector is not None:  # causal, per frame: sees frame t and t - 1 only, as in training
-            events = self.detector.features(chw[0], None if prev is None else prev[0])  # (N, E + K + 1)
-            motion = torch.cat([motion, events], dim=-1)
-        index = torch.arange(phase, phase + frames.shape[0])
-        encode = torch.nonzero(index % self.image_every == 0).flatten()  # (K,) positions to encode
-        if len(encode) == 0 and held is None:
-            encode = torch.tensor([0])
-        image = self.encoder(chw[:, encode])[0].cpu() if len(encode) else torch.zeros(0, 1280)  # (K, 1280)
-        # Hold: each frame takes the newest encoded frame at or before it (or ``held`` before the first).
-        slot = torch.searchsorted(encode, torch.arange(frames.shape[0]), right=True) - 1  # (N,) in [-1, K)
-        bank = image if held is None else torch.cat([image, held.view(1, -1).to(image.dtype)])
-        return bank[slot], motion.cpu()  # slot -1 reads ``held`` (last row) when given
+            motion = torch.cat([motion, self.detector.features_pairs(chw, before)], dim=-1)
+        encode = [_encoded_positions(c, self.image_every) for c in chunks]  # per chunk (K_i,) positions
+        offsets = [a for a, _ in _spans(chunks)]
+        rows = torch.cat([e + o for e, o in zip(encode, offsets, strict=True)])  # (K,) rows of ``chw``
+        image = self.encoder(chw[rows].unsqueeze(0))[0].cpu() if len(rows) else torch.zeros(0, 1280)  # (K, 1280)
+        motion = motion.cpu()
+        out, k = [], 0
+        for c, e, (a, b) in zip(chunks, encode, _spans(chunks), strict=True):
+            mine, k = image[k : k + len(e)], k + len(e)
+            # Hold: each frame takes the newest encoded frame at or before it (or ``held`` before the first).
+            slot = torch.searchsorted(e, torch.arange(b - a), right=True) - 1  # (n,) in [-1, K_i)
+            bank = mine if c.held is None else torch.cat([mine, c.held.view(1, -1).to(mine.dtype)])
+            out.append((bank[slot], motion[a:b]))  # slot -1 reads ``held`` (last row) when given
+        return out
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """New frames of one stream for :meth:`FeatureExtractor.many`: frames (n, H, W, 3) uint8; previous
+    (H, W, 3) or None; phase: stream index of frames[0]; held: (1280,) image features held from before."""
+
+    frames: torch.Tensor
+    previous: torch.Tensor | None = None
+    phase: int = 0
+    held: torch.Tensor | None = None
+
+
+def _spans(chunks: Sequence[StreamChunk]) -> list[tuple[int, int]]:
+    """[start, end) rows of each chunk in the concatenated frames."""
+    ends = torch.tensor([len(c.frames) for c in chunks]).cumsum(0).tolist()
+    return [(e - len(c.frames), e) for c, e in zip(chunks, ends, strict=True)]
+
+
+def _before(chw: torch.Tensor, previous: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    """(n, 3, H, W) the frame shown before each of ``chw``: ``previous`` then chw[:-1]; without ``previous``
+    the first frame stands for itself (no motion), as motion_features and the detector take it."""
+    first = chw[:1] if previous is None else previous.to(device).permute(2, 0, 1).unsqueeze(0)
+    return torch.cat([first, chw[:-1]])
+
+
+def _encoded_positions(chunk: StreamChunk, image_every: int) -> torch.Tensor:
+    """(K,) positions in the chunk whose frame the image encoder sees (stream index % image_every == 0); the
+    first frame when none is and nothing is held."""
+    index = torch.arange(chunk.phase, chunk.phase + len(chunk.frames))
+    encode = torch.nonzero(index % image_every == 0).flatten()
+    if len(encode) == 0 and chunk.held is None:
+        encode = torch.tensor([0])
+    return encode
 
 
 def clip_record(seed: int, cfg: CacheConfig, extractor: FeatureExtractor, logmel: torch.nn.Module) -> ClipRecord:

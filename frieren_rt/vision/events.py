@@ -88,6 +88,17 @@ class EventDetector(nn.Module):
         logits, e = self(frames, previous)
         return torch.cat([e, logits.softmax(dim=-1)], dim=-1)
 
+    @torch.no_grad()
+    def features_pairs(self, frames: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        """:meth:`features` for frames of several streams in one call: ``before`` (N, 3, H, W) is the frame
+        shown before each of ``frames`` (N, 3, H, W) in its own stream."""
+        size = (self.cfg.height, self.cfg.width)
+        x = F.adaptive_avg_pool2d(to_unit_float(frames), size)  # (N, 3, h, w)
+        b = F.adaptive_avg_pool2d(to_unit_float(before), size)
+        h = self.cnn(torch.cat([x, x - b], dim=1))
+        e = F.gelu(self.embed(torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], dim=1)))  # (N, embed)
+        return torch.cat([e, self.head(e).softmax(dim=-1)], dim=-1)
+
     def save(self, path: str | Path, **metadata: str) -> None:
         from safetensors.torch import save_file  # noqa: PLC0415
 

@@ -97,3 +97,22 @@ def test_feature_extractor_appends_detector_features_and_streams_them(mobilenet)
     assert motion.shape == (5, 17 + det.cfg.feature_dim)
     _, tail = ext(frames[3:], frames[2], phase=3)
     torch.testing.assert_close(tail, motion[3:])  # continuity across calls, as the engine streams
+
+
+def test_several_streams_in_one_call_match_a_call_each(mobilenet):
+    """The engine's batched hop: one network call per stage for every session gives each session what a call
+    of its own would (motion and detector see only their own stream's previous frame; image hold per stream)."""
+    from frieren_rt.data.cache import FeatureExtractor, StreamChunk
+
+    det = _detector()
+    ext = FeatureExtractor(resolution=64, motion_grid=4, image_every=2, detector=det)
+    g = torch.Generator().manual_seed(3)
+    frames = [torch.randint(0, 256, (n, 24, 32, 3), generator=g, dtype=torch.uint8) for n in (3, 1, 2)]
+    chunks = [StreamChunk(frames[0]), StreamChunk(frames[1], frames[0][-1], phase=3, held=torch.randn(1280)),
+              StreamChunk(frames[2], frames[1][0], phase=4, held=torch.randn(1280))]
+    together = ext.many(chunks)
+    for chunk, (image, motion) in zip(chunks, together, strict=True):
+        alone_image, alone_motion = ext(chunk.frames, chunk.previous, phase=chunk.phase, held=chunk.held)
+        torch.testing.assert_close(image, alone_image)
+        torch.testing.assert_close(motion, alone_motion, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[1][0][0], chunks[1].held)  # phase 3 is not encoded: the held features
