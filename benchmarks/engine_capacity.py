@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hop", type=float, default=0.1, help="hop in seconds (default: the engine's, 0.1)")
     p.add_argument("--hops", type=int, default=12, help="timed hops per batch size (after 3 warm-up hops)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "cudagraph", "tensorrt"],
+                   help="how the vector field runs (frieren_rt.backends; static ones cover batches up to 16)")
     p.add_argument("--budget-s", type=float, default=240.0, help="skip batch sizes still pending after this")
     return p.parse_args(argv)
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
     # latency_s is fixed so the engine skips its own start-up calibration; max_batch covers the largest batch.
     engine = build_engine(None, EngineOptions(hop_s=args.hop, device=args.device, max_batch=max(args.batches),
-                                              latency_s=1.0, precision=args.precision))
+                                              latency_s=1.0, precision=args.precision,
+                                              backend=args.backend))
     hop_s = engine.generator.geometry.hop_duration_s
     stage_log: list = []
     run_batch = engine.worker._run_batch  # record each batch's per-stage timings as the worker returns them
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engine.worker._run_batch = recording
     print(f"# engine capacity: {name}; torch {torch.__version__}; hop {hop_s * 1e3:.1f} ms; "
-          f"precision {args.precision}; shipped model\n")
+          f"precision {args.precision}; backend {args.backend}; shipped model\n")
     header = ["sessions", "p50 ms", "p95 ms", "p95 / hop", "real time"] + [f"{s} ms" for s in STAGES]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     best = 0

@@ -27,8 +27,9 @@ timeout 260 python3 benchmarks/kernels.py --budget-s "${KERNELS_BUDGET_S:-120}" 
 echo "exit $?"
 
 echo "== 3. engine capacity (shipped model, whole per-hop path)"
-for precision in fp32 bf16; do
-    timeout 90 python3 benchmarks/engine_capacity.py --device cuda --precision "$precision" --budget-s 45 2>&1 \
-        | tee "$OUT/engine_capacity_$precision.md"
+for run in "fp32 eager" "bf16 eager" "bf16 cudagraph"; do
+    set -- $run
+    timeout 90 python3 benchmarks/engine_capacity.py --device cuda --precision "$1" --backend "$2" --budget-s 45 \
+        2>&1 | tee "$OUT/engine_capacity_$1_$2.md"
 done
 echo "== kernels.md"; cat "$OUT/kernels.md"
