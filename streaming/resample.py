@@ -39,6 +39,7 @@ class PolyphaseResampler:
         padded = np.zeros(self.taps * self.up)
         padded[: len(h)] = h
         self.phases = padded.reshape(self.taps, self.up).T.copy()  # (up, taps): phases[r, i] = h[r + i * up]
+        self.block = _block_matrix(self.phases, self.up, self.down, self.half)  # (down + taps, up)
         self._buf = np.zeros(0)  # inputs from absolute index _buf_start on
         self._buf_start = 0
         self._n_in = 0
@@ -68,17 +69,36 @@ class PolyphaseResampler:
         return self._emit(total - 1)
 
     def _emit(self, last: int) -> np.ndarray:
+        """Outputs _n_out..last. Computed a block of ``up`` outputs at a time (one block starts at every
+        multiple of ``up``): each block reads ``down + taps`` consecutive inputs through the same fixed
+        matrix, so a hop is one small matrix product instead of a (k, taps) gather (measured 0.75-1 ms per
+        session per hop, which bounded sessions per GPU: BENCHMARKS.md)."""
         if last < self._n_out:
             return np.zeros(0, dtype=np.float32)
-        n = np.arange(self._n_out, last + 1)
-        j = n * self.down + self.half  # centre of output n on the upsampled grid
-        m0, r = j // self.up, j % self.up  # newest input sample read, filter phase
-        idx = m0[:, None] - np.arange(self.taps)[None, :] - self._buf_start  # (k, taps) into _buf
-        valid = idx >= 0  # negative: before the stream (zeros); nothing needed was trimmed away
-        x = np.where(valid, self._buf[np.clip(idx, 0, None)], 0.0)
-        y = (x * self.phases[r]).sum(axis=1)
+        b0, b1 = self._n_out // self.up, last // self.up
+        first = np.arange(b0, b1 + 1) * self.down + self.half // self.up - self.taps + 1  # (nb,) first input
+        idx = first[:, None] + np.arange(self.block.shape[0])[None, :] - self._buf_start  # (nb, down + taps)
+        # Before the stream: zeros. Past the buffer: only outputs after ``last`` read there (dropped below).
+        valid = (idx >= 0) & (idx < len(self._buf))
+        buf = self._buf if len(self._buf) else np.zeros(1)
+        x = np.where(valid, buf[np.clip(idx, 0, len(buf) - 1)], 0.0)
+        y = (x @ self.block).reshape(-1)[self._n_out - b0 * self.up : last - b0 * self.up + 1]
         self._n_out = last + 1
-        keep_from = (self._n_out * self.down + self.half) // self.up - self.taps + 1  # oldest input still needed
+        # Oldest input the next block needs (its block may start before the next output).
+        keep_from = (self._n_out // self.up) * self.down + self.half // self.up - self.taps + 1
         drop = min(max(0, keep_from - self._buf_start), len(self._buf))
         self._buf, self._buf_start = self._buf[drop:], self._buf_start + drop
         return y.astype(np.float32)
+
+
+def _block_matrix(phases: np.ndarray, up: int, down: int, half: int) -> np.ndarray:
+    """(down + taps, up) W with block outputs = inputs @ W: output i of a block (its n = b * up + i) is the
+    filter phase r_i over inputs m0_i, m0_i - 1, .., m0_i - taps + 1, where m0_i - (first input of the block)
+    = taps - 1 + (i * down + half) // up - half // up lies in [taps - 1, down + taps)."""
+    taps = phases.shape[1]
+    w = np.zeros((down + taps, up))
+    for i in range(up):
+        j = i * down + half
+        newest = taps - 1 + j // up - half // up  # column of m0_i
+        w[newest - np.arange(taps), i] = phases[j % up]
+    return w
