@@ -24,6 +24,8 @@ def main() -> None:
     p.add_argument("--hop", type=float, default=0.1, help="hop seconds (default 0.1, as serve)")
     p.add_argument("--window", type=float, default=1.6, help="window seconds (default 1.6)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see BENCHMARKS.md)")
+    p.add_argument("--budget-sessions", type=int, default=1,
+                   help="sessions each session's latency budget covers (serve --budget-sessions)")
     p.add_argument("--json", type=Path, default=None, help="write the profile report here")
     args = p.parse_args()
 
@@ -34,7 +36,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = ProfileConfig(sessions=tuple(args.sessions), duration_s=args.seconds, transport=args.transport)
-    options = EngineOptions(window_s=args.window, hop_s=args.hop)
+    options = EngineOptions(window_s=args.window, hop_s=args.hop, budget_sessions=args.budget_sessions)
     report, _ = run_profile(cfg, engine=lambda: build_engine(args.weights, options))
     print(markdown_table(report))
     print("engine latency by part (ms):", json.dumps(report.get("engine", {}).get("latency_ms", {})))

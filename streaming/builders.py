@@ -94,6 +94,7 @@ class EngineOptions:
     latency_s: float | None = None
     backend: str = "eager"
     precision: str = "fp32"
+    budget_sessions: int = 1  # EngineConfig.budget_sessions: the batch every session's latency covers
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -114,7 +115,7 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
     return Engine(generator=generator, features=ArrayFeatures(PooledColourFeatures(feature_dim)),
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=feature_dim, max_batch=options.max_batch,
-                                      latency_s=options.latency_s))
+                                      latency_s=options.latency_s, budget_sessions=options.budget_sessions))
 
 
 class MotionAwareFeatures:
@@ -166,7 +167,7 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=pipe.model.cfg.feature_dim, max_batch=options.max_batch,
-                                      latency_s=options.latency_s))
+                                      latency_s=options.latency_s, budget_sessions=options.budget_sessions))
 
 
 class StreamingCAVP:
@@ -210,4 +211,4 @@ def build_official_engine(weights: Path, options: EngineOptions = EngineOptions(
     return Engine(generator=pipe.generator(), features=StreamingCAVP(pipe.cavp, device=options.device),
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=pipe.sizes.cavp.embed_dim, max_batch=options.max_batch,
-                                      latency_s=options.latency_s))
+                                      latency_s=options.latency_s, budget_sessions=options.budget_sessions))

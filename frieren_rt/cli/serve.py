@@ -31,6 +31,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 on machines with 2 or fewer cores, where a second thread "
                    "made live hops slower, BENCHMARKS.md; else torch's default)")
+    p.add_argument("--budget-sessions", type=int, default=1, metavar="N",
+                   help="sessions every session's latency budget covers from its start (default 1: the lowest "
+                   "latency for a lone stream; a server expecting N streams at once gives each the compute "
+                   "budget of an N-session batch, so the first does not underrun when others join)")
     add_backend_args(p)
 
 
@@ -60,8 +64,10 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
             raise ValueError("--threads must be >= 1")
         torch.set_num_threads(threads)
     check_backend(args.backend, args.precision, device)  # fail now (no extra, no CUDA), not per connection
+    if getattr(args, "budget_sessions", 1) < 1:
+        raise ValueError("--budget-sessions must be >= 1")
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
-                            precision=args.precision)
+                            precision=args.precision, budget_sessions=getattr(args, "budget_sessions", 1))
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)

@@ -1,0 +1,33 @@
+"""The engine options shared by serve, demo, live and profile (frieren_rt.cli.serve)."""
+
+import argparse
+
+import pytest
+
+from frieren_rt.cli.serve import add_engine_args, engine_factory
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_engine_args(p)
+    return p.parse_args(["--random-model", "--device", "cpu", *argv])
+
+
+def test_budget_sessions_sets_the_batch_every_sessions_latency_covers() -> None:
+    engine = engine_factory(_args("--budget-sessions", "2"))()
+    try:
+        assert engine.config.budget_sessions == 2
+        assert 2 in engine.batch_calibration_s  # the 2-session batch was measured at start-up
+        assert engine.latency_s == engine.latency_for(2) >= engine.latency_budget_for(1).hop
+    finally:
+        engine.close()
+    default = engine_factory(_args())()
+    try:
+        assert default.config.budget_sessions == 1
+    finally:
+        default.close()
+
+
+def test_budget_sessions_below_one_is_refused_with_the_option_name() -> None:
+    with pytest.raises(ValueError, match="--budget-sessions"):
+        engine_factory(_args("--budget-sessions", "0"))
