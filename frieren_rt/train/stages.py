@@ -58,6 +58,12 @@ class StageConfig:
     window_s: float = 1.6
     hop_s: float = 0.2
     cfg_dropout: float = 0.2
+    # vector-field size (None: the "small" preset's). The students inherit the base model's size. Issue 3's
+    # misses point at capacity (MODEL_CARD.md, "What was tried"): these let a run try a larger field from a
+    # config file alone.
+    field_hidden: int | None = None
+    field_heads: int | None = None
+    field_depth: int | None = None
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -229,18 +235,27 @@ def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
     return {"cond_index": batch.cond_index, "known": batch.known, "mask": batch.mask}
 
 
+def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents: int, motion_width: int,
+                      motion_grid: int) -> FoleyConfig:
+    """The base model's config: the small preset sized to the VAE, the window and the cached motion features
+    (motion cells, then the event detector's features), with the config's field size where given."""
+    fcfg = FoleyConfig()
+    size = {k: v for k, v in (("hidden", cfg.field_hidden), ("heads", cfg.field_heads), ("depth", cfg.field_depth))
+            if v is not None}
+    return replace(fcfg, field=replace(fcfg.field, latent_channels=latent_channels,
+                                       max_len=max(fcfg.field.max_len, window_latents + 1), **size),
+                   projection=replace(fcfg.projection, motion_dim=motion_width),
+                   event_dim=motion_width - motion_dim(motion_grid))
+
+
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     geom = geometry_of(cfg)
     cache = FeatureCache(run / "cache_train")
     sampler = WindowSampler(cache, latents_of(run, "train"), geom)
     vae = load_vae(run / "vae.safetensors")
-    fcfg = FoleyConfig()
     motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
-    fcfg = replace(fcfg, field=replace(fcfg.field, latent_channels=vae.cfg.z_channels,
-                                       max_len=max(fcfg.field.max_len, geom.window_latents + 1)),
-                   projection=replace(fcfg.projection, motion_dim=motion_width),
-                   event_dim=motion_width - motion_dim(cache.config.motion_grid))
-    model = FoleyModel(fcfg)
+    model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
+                                         motion_width=motion_width, motion_grid=cache.config.motion_grid))
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
