@@ -171,6 +171,11 @@ class ClientTimeline:
         self.offset = t - timestamp_us / 1e6
         return t
 
+    @property
+    def revision_s(self) -> float:
+        """How far the first frame's capture has moved since it was mapped (CaptureTimeMapper.revision_s)."""
+        return self._mapper.revision_s
+
     def to_client_us(self, engine_time: float) -> int | None:
         return None if self.offset is None else round((engine_time - self.offset) * 1e6)
 
@@ -384,6 +389,7 @@ class WsSession:
         self.counts["frames_decoded"] += 1
         capture = self.timeline.to_engine(header.timestamp_us, arrival)
         self.engine_session.push_frame(VideoFrame(StreamFrame(self.id, rgb), capture, decode_s=decode_s))
+        self.engine_session.first_capture_revision_s = self.timeline.revision_s
 
     # --- server -> client ------------------------------------------------------------------------------------
     async def _audio_loop(self) -> None:
