@@ -84,21 +84,22 @@ class FeatureExtractor:
         computed exactly as a call of its own would be. All frames must share one size."""
         from frieren_rt.vision import motion_features  # noqa: PLC0415
 
+        spans = _spans(chunks)
         frames = torch.cat([c.frames for c in chunks]).to(self.device)  # (N, H, W, 3) all streams' frames
         chw = frames.permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
         before = torch.cat([_before(chw[a:b], c.previous, self.device)
-                            for c, (a, b) in zip(chunks, _spans(chunks), strict=True)])  # (N, 3, H, W)
+                            for c, (a, b) in zip(chunks, spans, strict=True)])  # (N, 3, H, W)
         # Each frame against the one shown before it: T = 1 per row gives motion_features' streaming result.
         motion = motion_features(chw.unsqueeze(1), grid=self.motion_grid, previous=before)[:, 0]  # (N, M)
         if self.detector is not None:  # causal, per frame: sees frame t and t - 1 only, as in training
-            motion = torch.cat([motion, self.detector.features_pairs(chw, before)], dim=-1)
+            motion = torch.cat([motion, self.detector.features(chw, before=before)], dim=-1)
         encode = [_encoded_positions(c, self.image_every) for c in chunks]  # per chunk (K_i,) positions
-        offsets = [a for a, _ in _spans(chunks)]
+        offsets = [a for a, _ in spans]
         rows = torch.cat([e + o for e, o in zip(encode, offsets, strict=True)])  # (K,) rows of ``chw``
         image = self.encoder(chw[rows].unsqueeze(0))[0].cpu() if len(rows) else torch.zeros(0, 1280)  # (K, 1280)
         motion = motion.cpu()
         out, k = [], 0
-        for c, e, (a, b) in zip(chunks, encode, _spans(chunks), strict=True):
+        for c, e, (a, b) in zip(chunks, encode, spans, strict=True):
             mine, k = image[k : k + len(e)], k + len(e)
             # Hold: each frame takes the newest encoded frame at or before it (or ``held`` before the first).
             slot = torch.searchsorted(e, torch.arange(b - a), right=True) - 1  # (n,) in [-1, K_i)

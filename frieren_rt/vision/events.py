@@ -50,12 +50,19 @@ class DetectorConfig:
         return self.embed + self.num_logits
 
 
-def _pair_input(frames: torch.Tensor, previous: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+def _pair_input(frames: torch.Tensor, previous: torch.Tensor | None, size: tuple[int, int],
+                before: torch.Tensor | None = None) -> torch.Tensor:
     """(N, 3, H, W) frames (uint8 or [0, 1]) and the frame before frames[0] -> (N, 6, h, w) [x_t, x_t - x_{t-1}].
-    Without ``previous`` the first frame is compared with itself (no change), as motion_features does."""
+    Without ``previous`` the first frame is compared with itself (no change), as motion_features does.
+    ``before`` (N, 3, H, W), when given, is each frame's own predecessor instead (frames of several streams)."""
     x = F.adaptive_avg_pool2d(to_unit_float(frames), size)  # (N, 3, h, w)
-    before = x[:1] if previous is None else F.adaptive_avg_pool2d(to_unit_float(previous).view(1, *previous.shape[-3:]), size)
-    return torch.cat([x, x - torch.cat([before, x[:-1]])], dim=1)
+    if before is not None:
+        b = F.adaptive_avg_pool2d(to_unit_float(before), size)
+    else:
+        first = x[:1] if previous is None else F.adaptive_avg_pool2d(
+            to_unit_float(previous).view(1, *previous.shape[-3:]), size)
+        b = torch.cat([first, x[:-1]])
+    return torch.cat([x, x - b], dim=1)
 
 
 class EventDetector(nn.Module):
@@ -77,27 +84,19 @@ class EventDetector(nn.Module):
         self.embed = nn.Linear(2 * w2, cfg.embed)
         self.head = nn.Linear(cfg.embed, cfg.num_logits)
 
-    def forward(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.cnn(_pair_input(frames, previous, (self.cfg.height, self.cfg.width)))  # (N, w2, h', w')
+    def forward(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *,
+                before: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``before``: each frame's predecessor (N, 3, H, W) in its own stream, for several streams at once."""
+        h = self.cnn(_pair_input(frames, previous, (self.cfg.height, self.cfg.width), before))  # (N, w2, h', w')
         e = F.gelu(self.embed(torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], dim=1)))  # (N, embed)
         return self.head(e), e
 
     @torch.no_grad()
-    def features(self, frames: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *,
+                 before: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 3, H, W) -> (N, embed + K + 1) float32 [embedding | softmax posteriors]."""
-        logits, e = self(frames, previous)
+        logits, e = self(frames, previous, before=before)
         return torch.cat([e, logits.softmax(dim=-1)], dim=-1)
-
-    @torch.no_grad()
-    def features_pairs(self, frames: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-        """:meth:`features` for frames of several streams in one call: ``before`` (N, 3, H, W) is the frame
-        shown before each of ``frames`` (N, 3, H, W) in its own stream."""
-        size = (self.cfg.height, self.cfg.width)
-        x = F.adaptive_avg_pool2d(to_unit_float(frames), size)  # (N, 3, h, w)
-        b = F.adaptive_avg_pool2d(to_unit_float(before), size)
-        h = self.cnn(torch.cat([x, x - b], dim=1))
-        e = F.gelu(self.embed(torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], dim=1)))  # (N, embed)
-        return torch.cat([e, self.head(e).softmax(dim=-1)], dim=-1)
 
     def save(self, path: str | Path, **metadata: str) -> None:
         from safetensors.torch import save_file  # noqa: PLC0415
