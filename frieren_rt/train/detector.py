@@ -60,7 +60,8 @@ def stage_detector(run: Path, cfg: Any, time_budget_s: float | None = None) -> d
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
     from frieren_rt.world.events import EVENT_CLASSES  # noqa: PLC0415
 
-    dcfg = DetectorConfig(classes=EVENT_CLASSES)
+    dcfg = DetectorConfig(classes=EVENT_CLASSES, **({"widths": tuple(cfg.detector_widths)}
+                                                    if cfg.detector_widths else {}))
     train_seeds = list(SPLITS["train"])[: cfg.train_clips]
     val_seeds = list(SPLITS["val"])[: cfg.val_clips]
     frames, labels = render_detector_clips(train_seeds, dcfg, cfg.clip_seconds, desc="detector: render train")
@@ -76,7 +77,7 @@ def stage_detector(run: Path, cfg: Any, time_budget_s: float | None = None) -> d
         starts = torch.randint(1, frames.shape[1] - length + 1, (cfg.batch_size,), generator=gen)
         logits = torch.cat([crop_logits(model, frames[c], int(s), length) for c, s in zip(clips, starts)])
         target = torch.cat([labels[c, s : s + length] for c, s in zip(clips, starts)])
-        loss = detector_loss(logits, target)
+        loss = detector_loss(logits, target, cfg.detector_none_weight)
         _sgd_step(loss, opt, params, cfg, i)
         return {"loss": loss.item()}
 

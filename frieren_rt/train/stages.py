@@ -64,6 +64,12 @@ class StageConfig:
     field_hidden: int | None = None
     field_heads: int | None = None
     field_depth: int | None = None
+    # Probability that a training window's newest hop holds an event onset (train/data.py WindowSampler).
+    p_event: float = 0.5
+    # detector (frieren_rt/vision/events.py): conv widths (None: DetectorConfig's) and the loss weight of the
+    # "no event" class (onsets are about 1 frame in 35; a lower weight raises recall and false positives)
+    detector_widths: tuple[int, ...] | None = None
+    detector_none_weight: float = 0.05
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -95,7 +101,7 @@ def load_stage_config(stage: str, path: Path | None = None, **overrides: Any) ->
         unknown = set(data) - {f.name for f in fields(StageConfig)}
         if unknown:
             raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        cfg = replace(cfg, **data)
+        cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -251,7 +257,7 @@ def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents:
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     geom = geometry_of(cfg)
     cache = FeatureCache(run / "cache_train")
-    sampler = WindowSampler(cache, latents_of(run, "train"), geom)
+    sampler = WindowSampler(cache, latents_of(run, "train"), geom, p_event=cfg.p_event)
     vae = load_vae(run / "vae.safetensors")
     motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
@@ -303,7 +309,8 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
     path = run / f"{name}.safetensors"
     if not path.is_file():
         geom = geometry_of(cfg)
-        sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom)
+        sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom,
+                                p_event=cfg.p_event)
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         teacher = FoleyModel.from_pretrained(run / teacher_file)
         save_file({k: v.contiguous() for k, v in make_pairs(teacher, sampler, cfg, gen).items()}, str(path))

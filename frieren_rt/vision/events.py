@@ -31,12 +31,12 @@ __all__ = ["DetectorConfig", "EventDetector", "detector_loss", "onset_peaks", "o
 
 @dataclass(frozen=True, kw_only=True)
 class DetectorConfig:
-    """height/width: input side after area-averaging; widths: the three stride-2 conv stages; embed: width of the
-    per-frame embedding; classes: event class names (the last logit is "no event")."""
+    """height/width: input side after area-averaging; widths: the stride-2 conv stages (any number); embed:
+    width of the per-frame embedding; classes: event class names (the last logit is "no event")."""
 
     height: int = 60
     width: int = 80
-    widths: tuple[int, int, int] = (16, 32, 48)
+    widths: tuple[int, ...] = (16, 32, 48)
     embed: int = 64
     classes: tuple[str, ...] = ()
 
@@ -73,21 +73,21 @@ class EventDetector(nn.Module):
         if not cfg.classes:
             raise ValueError("DetectorConfig.classes is empty")
         self.cfg = cfg
-        w0, w1, w2 = cfg.widths
-        self.cnn = nn.Sequential(
-            nn.Conv2d(6, w0, 3, 2, 1), nn.GELU(),
-            nn.Conv2d(w0, w1, 3, 2, 1), nn.GELU(),
-            nn.Conv2d(w1, w2, 3, 2, 1), nn.GELU(),
-        )
+        if not cfg.widths:
+            raise ValueError("DetectorConfig.widths is empty")
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip((6, *cfg.widths[:-1]), cfg.widths, strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GELU()]
+        self.cnn = nn.Sequential(*layers)
         # Max-pooling keeps a few-pixel cause (a coin's sparkle) visible; mean-pooling adds the global change
         # (camera motion) it has to be told apart from.
-        self.embed = nn.Linear(2 * w2, cfg.embed)
+        self.embed = nn.Linear(2 * cfg.widths[-1], cfg.embed)
         self.head = nn.Linear(cfg.embed, cfg.num_logits)
 
     def forward(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *,
                 before: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``before``: each frame's predecessor (N, 3, H, W) in its own stream, for several streams at once."""
-        h = self.cnn(_pair_input(frames, previous, (self.cfg.height, self.cfg.width), before))  # (N, w2, h', w')
+        h = self.cnn(_pair_input(frames, previous, (self.cfg.height, self.cfg.width), before))  # (N, w_last, h', w')
         e = F.gelu(self.embed(torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3))], dim=1)))  # (N, embed)
         return self.head(e), e
 

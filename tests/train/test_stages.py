@@ -28,3 +28,13 @@ def test_a_config_file_sizes_the_vector_field(tmp_path) -> None:  # noqa: ANN001
 def test_a_field_size_the_heads_do_not_divide_is_refused() -> None:
     with pytest.raises(ValueError, match="divisible"):
         flow_model_config(load_stage_config("flow", None, field_hidden=100, field_heads=3), **SIZES)
+
+
+def test_a_config_file_sets_the_detector_and_the_event_window_share(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"detector": {"detector_widths": [24, 48, 64, 96], "detector_none_weight": 0.1},
+                                "flow": {"p_event": 0.35}}))
+    det = load_stage_config("detector", path)
+    assert det.detector_widths == (24, 48, 64, 96) and det.detector_none_weight == 0.1
+    assert load_stage_config("flow", path).p_event == 0.35
+    assert load_stage_config("flow").p_event == 0.5  # the shipped recipe's

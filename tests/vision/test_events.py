@@ -116,3 +116,16 @@ def test_several_streams_in_one_call_match_a_call_each(mobilenet):
         torch.testing.assert_close(image, alone_image)
         torch.testing.assert_close(motion, alone_motion, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(together[1][0][0], chunks[1].held)  # phase 3 is not encoded: the held features
+
+
+def test_any_number_of_conv_stages_round_trips(tmp_path):
+    """A deeper detector (issue 3: the three-stage one under-fits its own training clips) saves its widths in
+    the file's metadata and loads back to the same features."""
+    torch.manual_seed(1)
+    det = EventDetector(DetectorConfig(height=16, width=16, widths=(4, 8, 8, 12), embed=8, classes=CLASSES))
+    assert len([m for m in det.cnn if isinstance(m, torch.nn.Conv2d)]) == 4
+    det.save(tmp_path / "d.safetensors")
+    back = EventDetector.from_pretrained(tmp_path / "d.safetensors")
+    assert back.cfg.widths == (4, 8, 8, 12)
+    x = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    torch.testing.assert_close(back.features(x), det.features(x))
