@@ -52,15 +52,21 @@ class WindowSampler:
     p_fresh: probability of a window with nothing emitted yet (stream start, mask all 0); otherwise the first
     W - h latents are known with h = hop latents (as in steady streaming) or, with probability p_long_gap, a
     random gap in [hop, W] (after an underrun or a skipped hop).
+    steady_hops: the steady-streaming gaps h to draw from, in latents (default: the geometry's hop only). The
+    engine's default hop (0.1 s, 4 latents) is shorter than the offline one (0.2 s, 9): a model trained on
+    9 only never saw the mask it streams with.
     """
 
     def __init__(self, cache: FeatureCache, latents: dict[int, tuple[torch.Tensor, torch.Tensor]],
                  geometry: StreamGeometry, *, p_fresh: float = 0.15, p_long_gap: float = 0.25,
-                 p_event: float = 0.5) -> None:
+                 p_event: float = 0.5, steady_hops: tuple[int, ...] | None = None) -> None:
         self.cache, self.latents, self.geometry = cache, latents, geometry
         self.seeds = [s for s in cache.seeds if s in latents]
         self.features = {s: clip_features(cache, s) for s in self.seeds}
         self.p_fresh, self.p_long_gap, self.p_event = p_fresh, p_long_gap, p_event
+        self.steady_hops = steady_hops or (geometry.hop_latents,)
+        if not all(1 <= h <= geometry.window_latents for h in self.steady_hops):
+            raise ValueError(f"steady hops {self.steady_hops} must lie in [1, {geometry.window_latents}] latents")
 
     def window(self, seed: int, end: int, gap: int, gen: torch.Generator, sample_posterior: bool) -> WindowBatch:
         g = self.geometry
@@ -84,20 +90,21 @@ class WindowSampler:
             seed = self.seeds[int(torch.randint(len(self.seeds), (1,), generator=gen))]
             n = self.latents[seed][0].shape[1]
             end = int(torch.randint(w, n + 1, (1,), generator=gen))
-            events = self.cache[seed].events
-            if events and float(torch.rand((), generator=gen)) < self.p_event:
-                # A window whose newest hop holds an event onset: the case streaming must get right (the
-                # sound has to start in the hop its visible cause appears in), rare among uniform windows.
-                e = events[int(torch.randint(len(events), (1,), generator=gen))]
-                onset = int(e["time"] * g.latent_rate)
-                end = min(n, max(w, onset + 1 + int(torch.randint(hop, (1,), generator=gen))))
             u = float(torch.rand((), generator=gen))
             if u < self.p_fresh:
                 gap = w
             elif u < self.p_fresh + self.p_long_gap:
                 gap = int(torch.randint(hop, w + 1, (1,), generator=gen))
             else:
-                gap = hop
+                gap = self.steady_hops[int(torch.randint(len(self.steady_hops), (1,), generator=gen))]
+            events = self.cache[seed].events
+            if events and float(torch.rand((), generator=gen)) < self.p_event:
+                # A window whose newest hop holds an event onset: the case streaming must get right (the
+                # sound has to start in the hop its visible cause appears in), rare among uniform windows.
+                # The onset lies in the unknown latents (the newest min(gap, hop)).
+                e = events[int(torch.randint(len(events), (1,), generator=gen))]
+                onset = int(e["time"] * g.latent_rate)
+                end = min(n, max(w, onset + 1 + int(torch.randint(min(gap, hop), (1,), generator=gen))))
             items.append(self.window(seed, end, gap, gen, sample_posterior))
         return WindowBatch.cat(items)
 

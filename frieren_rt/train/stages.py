@@ -66,6 +66,9 @@ class StageConfig:
     field_depth: int | None = None
     # Probability that a training window's newest hop holds an event onset (train/data.py WindowSampler).
     p_event: float = 0.5
+    # Steady-streaming hops (seconds) whose known-prefix masks flow training draws from (None: hop_s only); the
+    # streaming engine's default hop is 0.1 s (frieren_rt/cli/serve.py), the offline generator's 0.2 s.
+    stream_hops_s: tuple[float, ...] | None = None
     # detector (frieren_rt/vision/events.py): conv widths (None: DetectorConfig's) and the loss weight of the
     # "no event" class (onsets are about 1 frame in 35; a lower weight raises recall and false positives)
     detector_widths: tuple[int, ...] | None = None
@@ -107,6 +110,13 @@ def load_stage_config(stage: str, path: Path | None = None, **overrides: Any) ->
 
 def geometry_of(cfg: StageConfig) -> StreamGeometry:
     return StreamGeometry(window_s=cfg.window_s, hop_s=cfg.hop_s)
+
+
+def sampler_options(cfg: StageConfig, geom: StreamGeometry) -> dict[str, Any]:
+    """WindowSampler keywords from the config: the event share and the steady hops in whole latents."""
+    hops = None if cfg.stream_hops_s is None else tuple(
+        max(1, round(h * geom.latent_rate)) for h in cfg.stream_hops_s)
+    return {"p_event": cfg.p_event, "steady_hops": hops}
 
 
 # --- stage: cache ------------------------------------------------------------------------------------------
@@ -257,7 +267,7 @@ def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents:
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     geom = geometry_of(cfg)
     cache = FeatureCache(run / "cache_train")
-    sampler = WindowSampler(cache, latents_of(run, "train"), geom, p_event=cfg.p_event)
+    sampler = WindowSampler(cache, latents_of(run, "train"), geom, **sampler_options(cfg, geom))
     vae = load_vae(run / "vae.safetensors")
     motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
@@ -310,7 +320,7 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
     if not path.is_file():
         geom = geometry_of(cfg)
         sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom,
-                                p_event=cfg.p_event)
+                                **sampler_options(cfg, geom))
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         teacher = FoleyModel.from_pretrained(run / teacher_file)
         save_file({k: v.contiguous() for k, v in make_pairs(teacher, sampler, cfg, gen).items()}, str(path))

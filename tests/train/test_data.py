@@ -66,3 +66,16 @@ def test_known_prefix_is_the_emitted_past_and_the_rest_is_hidden() -> None:
     free = (1 - batch.mask[:, 0]).sum(-1)  # (B,) unknown latents per window
     assert ((free >= GEOM.hop_latents) & (free <= GEOM.window_latents)).all()
     assert (batch.mask[:, 0, -GEOM.hop_latents:] == 0).all()  # the newest hop is never given
+
+
+def test_steady_hops_give_the_engines_short_gap_too() -> None:
+    """The engine streams with 4-latent hops by default; training draws both that mask and the offline 9."""
+    sampler, onsets = _sampler(1.0)
+    sampler = WindowSampler(sampler.cache, sampler.latents, GEOM, p_event=1.0, p_fresh=0.0, p_long_gap=0.0,
+                            steady_hops=(4, GEOM.hop_latents))
+    batch = sampler.batch(64, torch.Generator().manual_seed(2), sample_posterior=False)
+    free = (1 - batch.mask[:, 0]).sum(-1).long()  # (B,)
+    assert set(free.tolist()) == {4, GEOM.hop_latents}
+    ends = batch.x1[:, 0, -1].long() + 1
+    for e, f in zip(ends.tolist(), free.tolist(), strict=True):  # the onset is in the unknown part
+        assert any(e - f <= o < e for o in onsets)
