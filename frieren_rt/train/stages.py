@@ -73,6 +73,9 @@ class StageConfig:
     # "no event" class (onsets are about 1 frame in 35; a lower weight raises recall and false positives)
     detector_widths: tuple[int, ...] | None = None
     detector_none_weight: float = 0.05
+    # Flow loss weight of silent target latents (1: none). Silent hops cost little in latent MSE, and the
+    # field puts sounds into half the silent stretches (MODEL_CARD.md, "What was tried").
+    silence_weight: float = 1.0
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -233,18 +236,36 @@ def latents_of(run: Path, split: str) -> dict[int, tuple[torch.Tensor, torch.Ten
 
 # --- stage: flow -------------------------------------------------------------------------------------------
 def masked_flow_loss(velocity, batch: WindowBatch, gen: torch.Generator, *, x0: torch.Tensor | None = None,
-                     t: torch.Tensor | None = None, weighted: bool = True) -> torch.Tensor:
+                     t: torch.Tensor | None = None, weighted: bool = True,
+                     latent_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Rectified-flow loss on the unknown (mask 0) latents of each window, logit-normal weighted.
 
     The known latents are given to the model; asking it to regenerate them would spend capacity on copying.
+    latent_weight: optional (B, 1, W) per-latent weight (the mean stays over the free latents).
     """
     x1 = batch.x1
     x0 = torch.randn(x1.shape, generator=gen) if x0 is None else x0
     t = draw_t(x1.shape[0], generator=gen) if t is None else t
     free = 1.0 - batch.mask  # (B, 1, W)
-    err = ((velocity(interpolate(x0, x1, t), t) - (x1 - x0)).pow(2) * free).sum((1, 2))
+    w = free if latent_weight is None else free * latent_weight
+    err = ((velocity(interpolate(x0, x1, t), t) - (x1 - x0)).pow(2) * w).sum((1, 2))
     err = err / (free.sum((1, 2)) * x1.shape[1]).clamp(min=1.0)  # (B,) mean over free elements
     return (logit_normal_density(t) * err).mean() if weighted else err.mean()
+
+
+@torch.no_grad()
+def silent_latents(vae: MelVAE, tolerance: float = 0.3):
+    """A function x1 (B, C, W) flow latents -> (B, 1, W) float, 1 where a latent is within ``tolerance`` (RMS
+    over channels, flow scale: latent std about 1) of the VAE's latent of digital silence."""
+    from frieren_rt.audio import LogMel  # noqa: PLC0415
+
+    mel = LogMel()(torch.zeros(22050))[None, :, :32]  # (1, 80, 32) the log-mel floor
+    z = vae.to_flow(vae.encode(mel).mean)[0, :, 8]  # (C,) a column away from the edges
+
+    def silent(x1: torch.Tensor) -> torch.Tensor:
+        return ((x1 - z.view(1, -1, 1)).pow(2).mean(1, keepdim=True).sqrt() < tolerance).float()
+
+    return silent
 
 
 def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
@@ -282,10 +303,12 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
         drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cfg_dropout).view(-1, 1, 1)
         cond = torch.where(drop, torch.zeros_like(batch.cond), batch.cond)  # CFG dropout to the null
         kw = _model_kwargs(batch)
-        loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen)
+        weight = None if silent is None else 1.0 + (cfg.silence_weight - 1.0) * silent(batch.x1)
+        loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen, latent_weight=weight)
         _sgd_step(loss, opt, params, cfg, i)
         return {"loss": float(loss)}
 
+    silent = None if cfg.silence_weight == 1.0 else silent_latents(vae)
     train_loop(step, state, total_steps=cfg.steps, folder=run / "flow", desc="flow", time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}

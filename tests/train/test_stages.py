@@ -40,3 +40,35 @@ def test_a_config_file_sets_the_detector_and_the_event_window_share(tmp_path) ->
     assert flow.p_event == 0.35
     assert sampler_options(flow, geometry_of(flow)) == {"p_event": 0.35, "steady_hops": (4, 9)}
     assert load_stage_config("flow").p_event == 0.5  # the shipped recipe's
+
+
+def test_silence_weight_finds_silent_latents_and_weighs_only_them() -> None:
+    import torch
+
+    from frieren_rt.audio import LogMel
+    from frieren_rt.train.data import WindowBatch
+    from frieren_rt.train.stages import load_vae, masked_flow_loss, silent_latents
+
+    vae = load_vae("frieren_rt/weights/vae.safetensors")
+    silent = silent_latents(vae)
+    t = torch.arange(22050) / 22050
+    loud = (0.5 * torch.sin(2 * torch.pi * 440 * t) * torch.linspace(1, 0.2, 22050)).float()
+    audio = torch.cat([torch.zeros(22050), loud])
+    with torch.no_grad():
+        mel = LogMel()(audio)[None, :, :170]
+        z = vae.to_flow(vae.encode(mel).mean)  # (1, C, 85)
+    flags = silent(z)[0, 0]
+    assert flags[5:35].mean() > 0.9 and flags[50:80].mean() < 0.1  # the silent second, the tone
+
+    gen = torch.Generator().manual_seed(0)
+    b, c, w = 2, z.shape[1], 12
+    batch = WindowBatch(torch.randn(b, c, w), torch.zeros(b, 1, 4), torch.zeros(b, w, dtype=torch.long),
+                        torch.zeros(b, c, w), torch.zeros(b, 1, w))
+    x0, tt = torch.randn(b, c, w), torch.full((b,), 0.5)
+    plain = masked_flow_loss(lambda x, t: torch.zeros_like(x), batch, gen, x0=x0, t=tt)
+    ones = masked_flow_loss(lambda x, t: torch.zeros_like(x), batch, gen, x0=x0, t=tt,
+                            latent_weight=torch.ones(b, 1, w))
+    doubled = masked_flow_loss(lambda x, t: torch.zeros_like(x), batch, gen, x0=x0, t=tt,
+                               latent_weight=torch.full((b, 1, w), 2.0))
+    torch.testing.assert_close(ones, plain)
+    torch.testing.assert_close(doubled, 2 * plain)
