@@ -60,8 +60,7 @@ def stage_detector(run: Path, cfg: Any, time_budget_s: float | None = None) -> d
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
     from frieren_rt.world.events import EVENT_CLASSES  # noqa: PLC0415
 
-    dcfg = DetectorConfig(classes=EVENT_CLASSES, **({"widths": tuple(cfg.detector_widths)}
-                                                    if cfg.detector_widths else {}))
+    dcfg = DetectorConfig(classes=EVENT_CLASSES, **({"widths": cfg.detector_widths} if cfg.detector_widths else {}))
     train_seeds = list(SPLITS["train"])[: cfg.train_clips]
     val_seeds = list(SPLITS["val"])[: cfg.val_clips]
     frames, labels = render_detector_clips(train_seeds, dcfg, cfg.clip_seconds, desc="detector: render train")

@@ -117,8 +117,7 @@ def geometry_of(cfg: StageConfig) -> StreamGeometry:
 
 def sampler_options(cfg: StageConfig, geom: StreamGeometry) -> dict[str, Any]:
     """WindowSampler keywords from the config: the event share and the steady hops in whole latents."""
-    hops = None if cfg.stream_hops_s is None else tuple(
-        max(1, round(h * geom.latent_rate)) for h in cfg.stream_hops_s)
+    hops = None if cfg.stream_hops_s is None else tuple(geom.with_(hop_s=h).hop_latents for h in cfg.stream_hops_s)
     return {"p_event": cfg.p_event, "steady_hops": hops}
 
 
