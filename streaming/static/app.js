@@ -196,6 +196,21 @@ function watchFrames(video) {
   video.requestVideoFrameCallback(onFrame);
 }
 
+// NetEq's time stretching, for the sync test (W3C webrtc-stats, RTCInboundRtpStreamStats): every sample it
+// conceals while waiting for a late packet or inserts to slow down delays the audio after it by one sample, every
+// sample it removes to catch up brings it earlier. [concealed, inserted, removed, samples received, seconds].
+async function receiverStretch() {
+  if (!pc) return null;
+  let out = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio" && s.totalSamplesReceived != null) {
+      out = [s.concealedSamples || 0, s.insertedSamplesForDeceleration || 0, s.removedSamplesForAcceleration || 0,
+             s.totalSamplesReceived, s.totalSamplesDuration || 0];
+    }
+  });
+  return out;
+}
+
 const TAP = `registerProcessor("tap", class extends AudioWorkletProcessor {
   process(inputs) {
     const x = inputs[0][0];
@@ -209,9 +224,12 @@ async function tapSamples(ctx, src) {
   const node = new AudioWorkletNode(ctx, "tap", { numberOfOutputs: 0 });
   const chunks = [], clock = [];
   node.port.onmessage = (ev) => chunks.push(ev.data);
-  const timer = setInterval(() => {
+  const stretch = [];  // [performance ms, ...receiverStretch()]
+  const timer = setInterval(async () => {
     const ts = ctx.getOutputTimestamp();
     if (ts.performanceTime > 0) clock.push(ts.performanceTime - 1000 * ts.contextTime);
+    const now = performance.now(), s = await receiverStretch();
+    if (s != null) stretch.push([now, ...s]);
   }, 100);
   src.connect(node);
   return () => {  // stop: samples from the first quantum on, contiguous (gaps zero-filled), and sample 0's time
@@ -224,7 +242,7 @@ async function tapSamples(ctx, src) {
     const offset = clock.length ? clock[clock.length >> 1] : performance.now() - 1000 * ctx.currentTime;
     let bin = ""; const bytes = new Uint8Array(all.buffer);
     for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return { samplesB64: btoa(bin), sample0Ms: offset + 1000 * f0 / ctx.sampleRate,
+    return { samplesB64: btoa(bin), sample0Ms: offset + 1000 * f0 / ctx.sampleRate, stretch,
              clockSpreadMs: clock.length ? clock[clock.length - 1] - clock[0] : null };
   };
 }

@@ -35,6 +35,33 @@ TOKEN = "s3cret"
 MAX_MESSAGE = 256 * 1024
 
 
+class StallMeter:
+    """A thread that wakes every 5 ms and records how late it woke: stalls of the whole test process (a garbage
+    collection, the OS taking both cores), which hold up the good session's client as much as any server."""
+
+    def __init__(self, tick_s: float = 0.005) -> None:
+        self.tick_s, self.late = tick_s, []  # (woke at, seconds late)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            due = time.monotonic() + self.tick_s
+            time.sleep(self.tick_s)
+            now = time.monotonic()
+            if now - due > 0.02:
+                self.late.append((now, now - due))
+
+    def stalled_s(self, start: float, end: float) -> float:
+        """Seconds of process stall that ended within (start, end]."""
+        return sum(d for t, d in self.late if start < t <= end)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(1)
+
+
 class LiveServer:
     """A server on a background event loop plus one good session whose audio arrivals are recorded."""
 
@@ -51,6 +78,7 @@ class LiveServer:
         port = bound_port(self.runner)
         self.base, self.url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
         self.arrivals: list[float] = []
+        self.stalls = StallMeter()
         self.good = self.run(CaptureClient.connect(self.url, Hello(client="good"), token=self.token,
                                                    on_audio=lambda c: self.arrivals.append(c.arrival)))
         self.feeder = asyncio.run_coroutine_threadsafe(self._feed(), self.loop)
@@ -73,11 +101,14 @@ class LiveServer:
         got = [since] + [a for a in self.arrivals if since <= a <= now] + [now]
         assert len(got) - 2 >= 0.6 * (now - since) / 0.02, f"{len(got) - 2} frames in {now - since:.2f} s"
         # 20 ms pacing; slack for the shared 2-core machine (a clean-clone CI run saw one 0.354 s gap while the
-        # fuzzer kept both cores busy): a stall, not a lost session.
-        assert max(np.diff(got)) < 0.5
+        # fuzzer kept both cores busy): a stall, not a lost session. Stalls of the whole process are not the
+        # server's (another CI run saw one 0.65 s gap): the StallMeter's measure of them is taken off each gap.
+        gaps = [b - a - self.stalls.stalled_s(a, b) for a, b in zip(got, got[1:])]
+        assert max(gaps) < 0.5, f"{max(gaps):.3f} s without audio beyond process stalls"
         assert not self.good.closed
 
     def close(self) -> None:
+        self.stalls.stop()
         self.feeder.cancel()
         self.run(self.good.close())
         self.run(self.runner.cleanup())
