@@ -19,6 +19,7 @@ from frieren_rt.backends import BACKENDS, PRECISIONS, apply_backend
 from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
+from frieren_rt.windowing.gate import EventGate
 
 __all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
 
@@ -39,7 +40,9 @@ class GenerationOptions:
     "student" (distilled, fits the CPU budget), "hifigan" (universal teacher), "auto" (student when present);
     steps: Euler steps (None = the variant's default); sampler: "euler" or "dopri5"; cfg: guidance scale
     (None = the variant's default; 1 = conditional only, one pass); backend / precision: how the guided
-    velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16)."""
+    velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
+    audio only around frames the event detector marks (frieren_rt/windowing/gate.py; models that read detector
+    features only)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -50,6 +53,7 @@ class GenerationOptions:
     hop_s: float = 0.2
     backend: str = "eager"
     precision: str = "fp32"
+    event_gate: bool = True
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
@@ -186,7 +190,12 @@ class FoleyPipeline:
         return WindowedGenerator(
             geometry=self.geometry_with_context(), velocity=self.velocity,
             decoder=lambda z: vae.decode(vae.from_flow(z)), vocoder=self.vocoder,
-            latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device)
+            latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device,
+            gate=self.event_gate())
+
+    def event_gate(self) -> EventGate | None:
+        """The event gate when the options ask for it and the model reads the detector's posteriors."""
+        return EventGate() if self.options.event_gate and self.model.cfg.event_dim else None
 
     @torch.no_grad()
     def frame_features(self, frames: np.ndarray) -> torch.Tensor:

@@ -95,6 +95,7 @@ class EngineOptions:
     backend: str = "eager"
     precision: str = "fp32"
     budget_sessions: int = 1  # EngineConfig.budget_sessions: the batch every session's latency covers
+    event_gate: bool = True  # GenerationOptions.event_gate (frieren_rt/windowing/gate.py)
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -162,7 +163,8 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
 
     pipe = FoleyPipeline.from_dir(model_dir, GenerationOptions(window_s=options.window_s, hop_s=options.hop_s,
                                                                backend=options.backend,
-                                                               precision=options.precision),
+                                                               precision=options.precision,
+                                                               event_gate=options.event_gate),
                                   device=options.device)
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),

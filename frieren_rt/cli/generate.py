@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from frieren_rt.cli.serve import add_backend_args
+from frieren_rt.cli.serve import add_backend_args, add_gate_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write the generated audio as a WAV (22.05 kHz; 16 kHz with --model official)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     add_backend_args(p)
+    add_gate_arg(p)
     p.set_defaults(func=run)
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         options = GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                                     sampler=args.sampler, cfg=args.cfg, backend=args.backend,
-                                    precision=args.precision)
+                                    precision=args.precision, event_gate=args.event_gate)
         pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
     video = read_video(args.input)
     start = time.monotonic()

@@ -36,6 +36,15 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    "latency for a lone stream; a server expecting N streams at once gives each the compute "
                    "budget of an N-session batch, so the first does not underrun when others join)")
     add_backend_args(p)
+    add_gate_arg(p)
+
+
+def add_gate_arg(p: argparse.ArgumentParser) -> None:
+    """--no-event-gate, shared with generate (frieren_rt/windowing/gate.py)."""
+    p.add_argument("--no-event-gate", dest="event_gate", action="store_false",
+                   help="let every generated sound through (default: audio passes only from 30 ms before to "
+                   "0.4 s after frames the visual event detector marks as events, which removes many of the sounds "
+                   "the model makes where nothing happens on screen; MODEL_CARD.md)")
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -67,7 +76,8 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     if getattr(args, "budget_sessions", 1) < 1:
         raise ValueError("--budget-sessions must be >= 1")
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
-                            precision=args.precision, budget_sessions=getattr(args, "budget_sessions", 1))
+                            precision=args.precision, budget_sessions=getattr(args, "budget_sessions", 1),
+                            event_gate=getattr(args, "event_gate", True))
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)

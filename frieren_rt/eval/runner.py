@@ -25,13 +25,14 @@ __all__ = ["EvalRow", "DEFAULT_ROWS", "evaluate", "markdown_table"]
 @dataclass(frozen=True)
 class EvalRow:
     """name: table label; variant: shipped model file (None for the true / mismatched rows); steps; sampler;
-    cfg (None = the variant's default)."""
+    cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py)."""
 
     name: str
     variant: str | None
     steps: int | None = None
     sampler: str = "euler"
     cfg: float | None = None
+    event_gate: bool = True
 
 
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
@@ -44,11 +45,14 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("reflow, Euler 25", "reflow", 25),
     EvalRow("reflow + distill, Euler 1", "distill", 1),
     EvalRow("single-pass student, Euler 1", "single", 1),
+    EvalRow("reflow + distill, Euler 1, no event gate", "distill", 1, event_gate=False),
+    EvalRow("single-pass student, Euler 1, no event gate", "single", 1, event_gate=False),
 )
 QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
     "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
-    "reflow + distill, Euler 1", "single-pass student, Euler 1"})
+    "reflow + distill, Euler 1", "single-pass student, Euler 1", "reflow + distill, Euler 1, no event gate",
+    "single-pass student, Euler 1, no event gate"})
 
 
 def _metrics(audio: np.ndarray, clip, tools) -> dict:
@@ -108,7 +112,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = None
         else:
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
-                                        vocoder=vocoder)
+                                        vocoder=vocoder, event_gate=row.event_gate)
             if row.variant not in pipes:
                 pipes[row.variant] = FoleyPipeline.from_dir(weights, options)
             pipe = pipes[row.variant].with_options(options)

@@ -23,6 +23,7 @@ import torch
 from frieren_rt.model.timing import latent_times
 from frieren_rt.windowing.conditioning import window_conditioning
 from frieren_rt.windowing.crossfade import crossfade
+from frieren_rt.windowing.gate import EventGate
 from frieren_rt.windowing.geometry import StreamGeometry, gather_known, known_mask, window_span
 from frieren_rt.windowing.stages import (
     LatentDecoder,
@@ -42,6 +43,7 @@ class StreamState:
 
     history: (C, L) the last emitted latents, the first of which is latent ``history_start`` of the timeline.
     tail: (crossfade_samples,) the held-back end of the previous decode. rng: this stream's noise.
+    gate_events: (E,) capture times of the event frames the last hop saw (for the event gate's flush).
     """
 
     start_time: float
@@ -51,6 +53,7 @@ class StreamState:
     next_hop: int = 0
     history_start: int = 0
     emitted_samples: int = field(default=0)
+    gate_events: torch.Tensor | None = None
 
     @property
     def emitted_latents(self) -> int:
@@ -86,6 +89,7 @@ class WindowedGenerator:
         sampler: Sampler | None = None,
         device: torch.device | str = "cpu",
         continuity: bool = True,
+        gate: EventGate | None = None,
     ) -> None:
         self.geometry = geometry
         self.velocity = velocity
@@ -95,6 +99,7 @@ class WindowedGenerator:
         self.sampler = sampler or euler_sampler(1)
         self.device = torch.device(device)
         self.continuity = continuity  # False only for ablations: windows forget what was emitted
+        self.gate = gate  # None: every generated sound passes (frieren_rt/windowing/gate.py)
 
     @property
     def stream_delay_samples(self) -> int:
@@ -195,11 +200,28 @@ class WindowedGenerator:
         for s, hop in zip(states, hops, strict=True):
             self.commit(s, hop)
         audio = self.stitch(states, self.decode(states, times))
+        if self.gate is not None:
+            audio = [self._gated(s, a, *c) for s, a, c in zip(states, audio, conditions, strict=True)]
         return audio, times
+
+    def _timeline_time(self, state: StreamState, emitted_index: int) -> float:
+        """Capture time at which emitted sample ``emitted_index`` of ``state`` plays."""
+        g = self.geometry
+        return state.start_time + (emitted_index - self.stream_delay_samples) / g.model_sample_rate
+
+    def _gated(self, state: StreamState, audio: torch.Tensor, frame_times: torch.Tensor,
+               features: torch.Tensor) -> torch.Tensor:
+        assert self.gate is not None
+        state.gate_events = self.gate.event_times(frame_times, features)
+        first = self._timeline_time(state, state.emitted_samples - audio.shape[0])
+        return self.gate.apply(audio, first, self.geometry.model_sample_rate, state.gate_events)
 
     def flush(self, state: StreamState) -> torch.Tensor:
         """The held tail, for the end of a finite clip: (crossfade_samples,)."""
         tail, state.tail = state.tail, torch.zeros_like(state.tail)
+        if self.gate is not None and state.gate_events is not None:
+            first = self._timeline_time(state, state.emitted_samples)
+            tail = self.gate.apply(tail, first, self.geometry.model_sample_rate, state.gate_events)
         return tail
 
 

@@ -1,0 +1,28 @@
+"""FoleyPipeline wiring: the event gate follows the options and the model (frieren_rt/windowing/gate.py)."""
+
+import pytest
+
+from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
+from frieren_rt.windowing.gate import EventGate
+
+
+def test_the_shipped_model_is_gated_by_default_and_not_when_asked() -> None:
+    try:
+        pipe = FoleyPipeline.from_dir(None, GenerationOptions(variant="distill"))
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    assert pipe.model.cfg.event_dim > 0  # it reads the detector's posteriors, which the gate reads too
+    assert isinstance(pipe.generator().gate, EventGate)
+    assert pipe.with_options(GenerationOptions(event_gate=False)).generator().gate is None
+
+
+def test_cli_no_event_gate_reaches_the_options() -> None:
+    import argparse  # noqa: PLC0415
+
+    from frieren_rt.cli import generate  # noqa: PLC0415
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    generate.register(sub)
+    args = sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4", "--no-event-gate"])
+    assert args.event_gate is False
+    assert sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4"]).event_gate is True

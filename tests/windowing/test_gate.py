@@ -1,0 +1,40 @@
+"""The event gate: a trapezoid around event frames, applied on the emitted timeline of the windowed generator."""
+
+import numpy as np
+import pytest
+import torch
+
+from frieren_rt.windowing import generate_offline
+from frieren_rt.windowing.gate import EventGate, GateConfig, gate_gain
+from tests.windowing.standins import SR, make_generator, tiny_vector_field
+
+C = 8
+FPS = 30.0
+
+
+def test_gain_is_one_from_pre_before_to_hold_after_each_event_and_ramps_to_zero_around_it() -> None:
+    cfg = GateConfig(pre_s=0.03, hold_s=0.4, ramp_s=0.02)
+    t = torch.tensor([0.0, 0.94, 0.96, 0.97, 1.0, 1.4, 1.41, 1.42, 2.0], dtype=torch.float64)
+    got = gate_gain(torch.tensor([1.0], dtype=torch.float64), t, cfg)
+    np.testing.assert_allclose(got.numpy(), [0, 0, 0.5, 1, 1, 1, 0.5, 0, 0], atol=1e-5)
+    two = gate_gain(torch.tensor([1.0, 1.2], dtype=torch.float64), t, cfg)  # the max over events
+    assert two[5] == 1.0 and gate_gain(torch.zeros(0), t, cfg).abs().sum() == 0  # no event: closed
+
+
+def test_a_bad_config_is_refused_with_the_rule() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        GateConfig(threshold=0.0)
+
+
+def test_the_generator_gates_its_emitted_audio_on_the_capture_timeline_including_the_flushed_tail() -> None:
+    times = torch.arange(60, dtype=torch.float64) / FPS + 5.0  # capture clock starts at 5 s
+    feats = torch.randn(60, C, generator=torch.Generator().manual_seed(1))
+    feats[:, -1] = 1.0  # P(no event) = 1 ...
+    feats[27, -1] = 0.1  # ... except frame 27 (5.9 s)
+    plain = generate_offline(make_generator(tiny_vector_field(raw_dim=C)), times, feats, 1.9)
+    gate = EventGate(GateConfig(hold_s=0.3))
+    gated = generate_offline(make_generator(tiny_vector_field(raw_dim=C), gate=gate), times, feats, 1.9)
+    gain = gate_gain(times[27:28], 5.0 + torch.arange(len(plain), dtype=torch.float64) / SR, gate.cfg)
+    np.testing.assert_allclose(gated.numpy(), (plain * gain).numpy(), atol=1e-6)
+    assert gain[: int(0.8 * SR)].abs().max() == 0 and gain[int(0.9 * SR)] == 1  # it opened only around 0.9 s
+    assert np.abs(plain.numpy()[: int(0.8 * SR)]).max() > 0  # there was sound to remove
