@@ -31,7 +31,9 @@ Measured (shipped weights of 2026-11-26 12:00, variant "single", default hop 92.
 2-core CPU with two training jobs running; ``pytest -s`` prints them), five runs: reported latency 196-200 ms,
 fitted transport 23-31 ms, matched 0.64 / 0.64 / 0.73 / 0.82 / 0.73, matched residuals -11..+31 ms (median
 0-4 ms), mismatched clip 0.00-0.10; 24-27 s per run. The run folder's "distill" variant (two-pass CFG) matched
-0.73-0.82. The previous shipped weights (a6fdb26) failed: fitted transport -180 ms.
+0.73-0.82. The previous shipped weights (a6fdb26) failed: fitted transport -180 ms. The weights of 2026-11-26
+20:35 (runs/small11, event gate on), one quiet run: latency 198 ms, transport 34 ms, matched 0.91, mismatched
+clip 0.00.
 """
 
 from __future__ import annotations
