@@ -19,7 +19,7 @@ from frieren_rt.backends import BACKENDS, PRECISIONS, apply_backend
 from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
-from frieren_rt.windowing.gate import EventGate
+from frieren_rt.windowing.gate import EventGate, GateConfig, detector_posteriors
 
 __all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
 
@@ -129,13 +129,28 @@ def _reads_event_detector(model_file: Path) -> bool:
     return bool(config and json.loads(config).get("event_dim", 0))
 
 
+def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
+    """The event gate's settings from a weights folder's gate.json ({"classes": [...], "class_hold_s": [...]},
+    written by ``frieren-rt train export``); None when absent. Refuses holds for another detector's classes."""
+    if detector is None or not path.is_file():
+        return None
+    import json  # noqa: PLC0415
+
+    data = json.loads(path.read_text())
+    if tuple(data.get("classes", ())) != tuple(detector.cfg.classes):
+        raise ValueError(f"{path}: holds for classes {data.get('classes')}, but the detector has "
+                         f"{list(detector.cfg.classes)}; re-run 'frieren-rt train export'")
+    return GateConfig(class_hold_s=tuple(float(h) for h in data["class_hold_s"]))
+
+
 class FoleyPipeline:
     """features (frames -> per-frame features), model, VAE, vocoder and geometry, joined for generation."""
 
     def __init__(self, *, model: FoleyModel, vae: nn.Module, vocoder: nn.Module, features, options: GenerationOptions,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", gate: GateConfig | None = None) -> None:
         self.model, self.vae, self.vocoder, self.features = model.eval(), vae.eval(), vocoder.eval(), features
         self.options = options
+        self.gate = gate or GateConfig()  # the folder's gate.json (per-class holds) when it has one
         self.geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
         self.device = device
         # Built once, so compiled graphs / CUDA graphs / engines survive across generate() calls (issue 5).
@@ -169,13 +184,14 @@ class FoleyPipeline:
             detector = EventDetector.from_pretrained(folder / "detector.safetensors")
         features = FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector, device=device)
         return cls(model=model, vae=load_vae(folder / "vae.safetensors").to(device), vocoder=vocoder.to(device),
-                   features=features,
-                   options=replace(options, variant=variant), device=device)
+                   features=features, options=replace(options, variant=variant), device=device,
+                   gate=load_gate_config(folder / "gate.json", detector))
 
     def with_options(self, options: GenerationOptions) -> FoleyPipeline:
         """The same loaded stages with other sampling options (steps, sampler, CFG, backend)."""
         return FoleyPipeline(model=self.model, vae=self.vae, vocoder=self.vocoder, features=self.features,
-                             options=replace(options, variant=self.options.variant), device=self.device)
+                             options=replace(options, variant=self.options.variant), device=self.device,
+                             gate=self.gate)
 
     def geometry_with_context(self) -> StreamGeometry:
         """The geometry with the decode context sized from the VAE decoder's and vocoder's receptive fields."""
@@ -195,7 +211,10 @@ class FoleyPipeline:
 
     def event_gate(self) -> EventGate | None:
         """The event gate when the options ask for it and the model reads the detector's posteriors."""
-        return EventGate() if self.options.event_gate and self.model.cfg.event_dim else None
+        detector = getattr(self.features, "detector", None)
+        if not (self.options.event_gate and self.model.cfg.event_dim and detector is not None):
+            return None
+        return EventGate(self.gate, detector_posteriors(len(detector.cfg.classes)))
 
     @torch.no_grad()
     def frame_features(self, frames: np.ndarray) -> torch.Tensor:

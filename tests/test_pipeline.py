@@ -14,6 +14,21 @@ def test_the_shipped_model_is_gated_by_default_and_not_when_asked() -> None:
     assert pipe.model.cfg.event_dim > 0  # it reads the detector's posteriors, which the gate reads too
     assert isinstance(pipe.generator().gate, EventGate)
     assert pipe.with_options(GenerationOptions(event_gate=False)).generator().gate is None
+    holds = pipe.generator().gate.cfg.class_hold_s  # the shipped gate.json: one hold per detector class
+    assert len(holds) == len(pipe.features.detector.cfg.classes) and min(holds) > 0
+
+
+def test_a_gate_file_for_another_detector_is_refused_with_what_to_do(tmp_path) -> None:
+    import json  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from frieren_rt.pipeline import load_gate_config  # noqa: PLC0415
+
+    (tmp_path / "gate.json").write_text(json.dumps({"classes": ["coin"], "class_hold_s": [0.3]}))
+    detector = SimpleNamespace(cfg=SimpleNamespace(classes=("coin", "jump")))
+    with pytest.raises(ValueError, match="re-run 'frieren-rt train export'"):
+        load_gate_config(tmp_path / "gate.json", detector)
+    assert load_gate_config(tmp_path / "missing.json", detector) is None
 
 
 def test_cli_no_event_gate_reaches_the_options() -> None:

@@ -42,9 +42,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 def add_gate_arg(p: argparse.ArgumentParser) -> None:
     """--no-event-gate, shared with generate (frieren_rt/windowing/gate.py)."""
     p.add_argument("--no-event-gate", dest="event_gate", action="store_false",
-                   help="let every generated sound through (default: audio passes only from 30 ms before to "
-                   "0.4 s after frames the visual event detector marks as events, which removes many of the sounds "
-                   "the model makes where nothing happens on screen; MODEL_CARD.md)")
+                   help="let every generated sound through (default: audio passes only from 30 ms before each "
+                   "frame the visual event detector marks as an event until the typical length of its class's "
+                   "sound, which removes many of the sounds the model makes where nothing happens; "
+                   "MODEL_CARD.md)")
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:

@@ -43,7 +43,7 @@ class StreamState:
 
     history: (C, L) the last emitted latents, the first of which is latent ``history_start`` of the timeline.
     tail: (crossfade_samples,) the held-back end of the previous decode. rng: this stream's noise.
-    gate_events: (E,) capture times of the event frames the last hop saw (for the event gate's flush).
+    gate_events: ((E,) capture times, (E,) holds) of the event frames the last hop saw (the gate's flush).
     """
 
     start_time: float
@@ -53,7 +53,7 @@ class StreamState:
     next_hop: int = 0
     history_start: int = 0
     emitted_samples: int = field(default=0)
-    gate_events: torch.Tensor | None = None
+    gate_events: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def emitted_latents(self) -> int:
@@ -212,7 +212,7 @@ class WindowedGenerator:
     def _gated(self, state: StreamState, audio: torch.Tensor, frame_times: torch.Tensor,
                features: torch.Tensor) -> torch.Tensor:
         assert self.gate is not None
-        state.gate_events = self.gate.event_times(frame_times, features)
+        state.gate_events = self.gate.events(frame_times, features)
         first = self._timeline_time(state, state.emitted_samples - audio.shape[0])
         return self.gate.apply(audio, first, self.geometry.model_sample_rate, state.gate_events)
 

@@ -132,3 +132,17 @@ def load_pool(sample_rate: int = 22050, root: Path | None = None) -> SoundPool:
         by_class[cls] = tuple(e.id for e in groups[cls])
         train[cls] = tuple(e.id for i, e in enumerate(groups[cls]) if not _held_out(i))
     return SoundPool(sample_rate, sounds, by_class, train)
+
+
+def sound_durations(pool: SoundPool, split: str = "train", floor_db: float = -30.0) -> dict[str, list[float]]:
+    """Per class, each variant's audible length: seconds from its first to its last sample within ``floor_db``
+    of its peak (the event gate's per-class hold, frieren_rt/windowing/gate.py)."""
+    out: dict[str, list[float]] = {}
+    for cls in pool.by_class:
+        lengths = []
+        for sound_id in pool.variants(cls, split):
+            x = np.abs(np.asarray(pool.sounds[sound_id], dtype=np.float32))
+            loud = np.flatnonzero(x >= x.max() * 10 ** (floor_db / 20)) if x.size and x.max() > 0 else []
+            lengths.append(float((loud[-1] - loud[0]) / pool.sample_rate) if len(loud) else 0.0)
+        out[cls] = lengths
+    return out

@@ -72,3 +72,19 @@ def test_silence_weight_finds_silent_latents_and_weighs_only_them() -> None:
                                latent_weight=torch.full((b, 1, w), 2.0))
     torch.testing.assert_close(ones, plain)
     torch.testing.assert_close(doubled, 2 * plain)
+
+
+def test_the_gate_file_holds_each_detector_class_for_its_training_sounds_median_length(tmp_path) -> None:  # noqa: ANN001
+    from tests.world.conftest import assets_ready  # noqa: PLC0415
+
+    if not assets_ready():
+        pytest.skip("asset cache absent: run 'frieren-rt assets fetch' first")
+    from frieren_rt.train.stages import write_gate_file  # noqa: PLC0415
+    from frieren_rt.vision.events import DetectorConfig, EventDetector  # noqa: PLC0415
+
+    classes = ("jump", "explosion", "engine")
+    EventDetector(DetectorConfig(classes=classes)).save(tmp_path / "detector.safetensors")
+    data = json.loads(write_gate_file(tmp_path, tmp_path / "detector.safetensors").read_text())
+    holds = dict(zip(data["classes"], data["class_hold_s"], strict=True))
+    assert tuple(data["classes"]) == classes
+    assert holds["explosion"] > 2 * holds["jump"] and holds["engine"] > 1.0  # long classes hold longer

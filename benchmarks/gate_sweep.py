@@ -1,0 +1,80 @@
+"""Event-gate settings against the eval metrics (MODEL_CARD.md, "The event gate").
+
+Generates each clip once without the gate, then applies each setting's gain (frieren_rt.windowing.gate.gate_gain,
+exactly what the pipeline multiplies in) and scores it with frieren_rt.eval.runner's metrics.
+
+    python benchmarks/gate_sweep.py --weights runs/small11 --clips 30 --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from frieren_rt.eval.aisfx import Aisfx
+from frieren_rt.eval.classify import fit_event_classifier
+from frieren_rt.eval.runner import _metrics, _summarise
+from frieren_rt.eval.truth import true_audio
+from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
+from frieren_rt.windowing.gate import GateConfig, class_hold_times, gate_gain
+from frieren_rt.world import render_clip
+from frieren_rt.world.config import SPLITS
+from frieren_rt.world.sound_pool import load_pool, sound_durations
+
+
+def settings(classes: tuple[str, ...]) -> dict[str, tuple[float, ...] | float | None]:
+    """name -> None (no gate), one hold (s) or a per-class hold table."""
+    d30 = sound_durations(load_pool(), "train", -30.0)
+    return {"none": None, "one hold 0.25 s": 0.25, "one hold 0.4 s": 0.4, "one hold 0.6 s": 0.6,
+            "per class, median": class_hold_times(d30, classes, quantile=0.5),
+            "per class, 75th percentile": class_hold_times(d30, classes, quantile=0.75)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", type=Path, default=None, help="weights or run folder (default: shipped)")
+    ap.add_argument("--variant", default="distill", help="model variant (default: distill)")
+    ap.add_argument("--clips", type=int, default=30, help="clips of the split (default 30)")
+    ap.add_argument("--split", default="val", choices=["val", "test"], help="world split (default: val)")
+    ap.add_argument("--threshold", type=float, default=0.5, help="P(event) that opens the gate (default 0.5)")
+    ap.add_argument("--pre", type=float, default=0.03, help="seconds open before an event frame (default 0.03)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:200], desc="classifier data")]
+    tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
+    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc="clips")]
+    truth = [_metrics(c.audio, c, tools) for c in clips]
+    true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
+    pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant, steps=1, event_gate=False))
+    classes = tuple(pipe.features.detector.cfg.classes)
+    audio, posts = [], []
+    for c in tqdm(clips, desc="generate"):
+        audio.append(pipe.generate(c.frames, np.arange(len(c.frames)) / c.fps, c.duration, seed=c.seed))
+        posts.append(pipe.frame_features(c.frames)[:, -(len(classes) + 1):])  # (F, K + 1) detector softmax
+    print("| gate | onset F1 | false onsets in silence | class acc | FD | KL |\n|---|---|---|---|---|---|")
+    for name, hold in settings(classes).items():
+        per = []
+        for a, p, c in zip(audio, posts, clips, strict=True):
+            gain = np.ones(len(a), np.float32)
+            if hold is not None:
+                hit = (1.0 - p[:, -1]) >= args.threshold
+                times = torch.from_numpy(np.flatnonzero(hit.numpy()) / c.fps)
+                holds = torch.tensor(hold)[p[hit, :-1].argmax(dim=1)] if isinstance(hold, tuple) else None
+                cfg = GateConfig(threshold=args.threshold, pre_s=args.pre,
+                                 hold_s=hold if isinstance(hold, float) else 0.4)
+                gain = gate_gain(times, torch.arange(len(a), dtype=torch.float64) / pipe.sample_rate, cfg,
+                                 holds).numpy()
+            per.append(_metrics(a * gain, c, tools))
+        m = _summarise(per, true_emb, true_post)
+        print(f"| {name} | {m['onset_f1']:.3f} | {m['false_onsets_in_silence']:.3f} | {m['class_acc']:.3f} | "
+              f"{m['fd']:.1f} | {m['kl']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
