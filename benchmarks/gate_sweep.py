@@ -1,7 +1,7 @@
 """Event-gate settings against the eval metrics (MODEL_CARD.md, "The event gate").
 
-Generates each clip once without the gate, then applies each setting's gain (frieren_rt.windowing.gate.gate_gain,
-exactly what the pipeline multiplies in) and scores it with frieren_rt.eval.runner's metrics.
+Generates each clip once without the gate, then applies each setting with the pipeline's own EventGate (the
+gain the generator multiplies in) and scores it with frieren_rt.eval.runner's metrics.
 
     python benchmarks/gate_sweep.py --weights runs/small11 --clips 30 --split val
 """
@@ -20,7 +20,7 @@ from frieren_rt.eval.classify import fit_event_classifier
 from frieren_rt.eval.runner import _metrics, _summarise
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
-from frieren_rt.windowing.gate import GateConfig, class_hold_times, gate_gain
+from frieren_rt.windowing.gate import EventGate, GateConfig, class_hold_times
 from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
 from frieren_rt.world.sound_pool import load_pool, sound_durations
@@ -61,16 +61,13 @@ def main() -> None:
     for name, hold in settings(classes).items():
         per = []
         for a, p, c in zip(audio, posts, clips, strict=True):
-            gain = np.ones(len(a), np.float32)
-            if hold is not None:
-                hit = (1.0 - p[:, -1]) >= args.threshold
-                times = torch.from_numpy(np.flatnonzero(hit.numpy()) / c.fps)
-                holds = torch.tensor(hold)[p[hit, :-1].argmax(dim=1)] if isinstance(hold, tuple) else None
-                cfg = GateConfig(threshold=args.threshold, pre_s=args.pre,
-                                 hold_s=hold if isinstance(hold, float) else 0.4)
-                gain = gate_gain(times, torch.arange(len(a), dtype=torch.float64) / pipe.sample_rate, cfg,
-                                 holds).numpy()
-            per.append(_metrics(a * gain, c, tools))
+            if hold is not None:  # the pipeline's own gate, on the ungated audio (sample 0 at frame 0)
+                gate = EventGate(GateConfig(threshold=args.threshold, pre_s=args.pre,
+                                            **({"class_hold_s": hold} if isinstance(hold, tuple) else
+                                               {"hold_s": hold})), lambda post: post)
+                frame_times = torch.arange(len(p), dtype=torch.float64) / c.fps
+                a = gate.apply(torch.from_numpy(a), 0.0, pipe.sample_rate, gate.events(frame_times, p)).numpy()
+            per.append(_metrics(a, c, tools))
         m = _summarise(per, true_emb, true_post)
         print(f"| {name} | {m['onset_f1']:.3f} | {m['false_onsets_in_silence']:.3f} | {m['class_acc']:.3f} | "
               f"{m['fd']:.1f} | {m['kl']:.2f} |", flush=True)

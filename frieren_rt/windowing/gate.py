@@ -107,4 +107,8 @@ class EventGate:
               events: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """audio (N,) whose sample 0 plays at capture time ``first_time`` -> gated audio (N,)."""
         times = first_time + torch.arange(audio.shape[0], dtype=torch.float64) / rate
-        return audio * gate_gain(events[0], times, self.cfg, events[1]).to(audio.dtype)
+        at, holds = events
+        # Only events whose open span reaches this chunk: the track holds seconds of frames, a hop ~0.1 s.
+        near = (at + holds + self.cfg.ramp_s >= times[0]) & (at - self.cfg.pre_s - self.cfg.ramp_s <= times[-1]) \
+            if len(times) else torch.zeros_like(at, dtype=torch.bool)
+        return audio * gate_gain(at[near], times, self.cfg, holds[near]).to(audio.dtype)
