@@ -20,6 +20,8 @@ import time
 import numpy as np
 import torch
 
+from frieren_rt.cli.serve import add_gate_arg
+
 BATCHES = (1, 8, 32, 64, 128, 256)
 STAGES = ("features", "vector_field", "vae_decode", "vocoder", "resample")
 
@@ -34,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default="eager", choices=["eager", "compile", "cudagraph", "tensorrt"],
                    help="how the vector field runs (frieren_rt.backends; static ones cover batches up to 16)")
     p.add_argument("--budget-s", type=float, default=240.0, help="skip batch sizes still pending after this")
+    add_gate_arg(p)  # --no-event-gate, the CLI's own flag
     return p.parse_args(argv)
 
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     # latency_s is fixed so the engine skips its own start-up calibration; max_batch covers the largest batch.
     engine = build_engine(None, EngineOptions(hop_s=args.hop, device=args.device, max_batch=max(args.batches),
                                               latency_s=1.0, precision=args.precision,
-                                              backend=args.backend))
+                                              backend=args.backend, event_gate=args.event_gate))
     hop_s = engine.generator.geometry.hop_duration_s
     stage_log: list = []
     run_batch = engine.worker._run_batch  # record each batch's per-stage timings as the worker returns them
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     engine.worker._run_batch = recording
     print(f"# engine capacity: {name}; torch {torch.__version__}; hop {hop_s * 1e3:.1f} ms; "
-          f"precision {args.precision}; backend {args.backend}; shipped model\n")
+          f"precision {args.precision}; backend {args.backend}; shipped model; "
+          f"event gate {'on' if engine.generator.gate is not None else 'off'}\n")
     header = ["sessions", "p50 ms", "p95 ms", "p95 / hop", "real time"] + [f"{s} ms" for s in STAGES]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     best = 0

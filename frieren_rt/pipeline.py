@@ -236,7 +236,7 @@ class FoleyPipeline:
             timings["features"] = timings.get("features", 0.0) + time.perf_counter() - start
         audio = generate_offline(self.generator(), torch.as_tensor(times, dtype=torch.float64), feats, duration,
                                  seed=seed, progress=progress, timings=timings)
-        return audio.numpy().astype(np.float32)
+        return audio.cpu().numpy().astype(np.float32)
 
     @property
     def sample_rate(self) -> int:

@@ -92,7 +92,9 @@ class EventGate:
         threshold; each hold is its most likely class's (``class_hold_s``) or ``hold_s``."""
         if len(frame_times) == 0:
             return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
-        post = self.posteriors(features)  # (F, K + 1)
+        # On the host: a hop's few frames, and the gate's times are float64 capture times (GPU engines too).
+        post = self.posteriors(features).cpu()  # (F, K + 1)
+        frame_times = frame_times.cpu()
         hit = (1.0 - post[:, -1]) >= self.cfg.threshold
         if self.cfg.class_hold_s:
             table = torch.tensor(self.cfg.class_hold_s, dtype=torch.float64)
@@ -111,4 +113,4 @@ class EventGate:
         # Only events whose open span reaches this chunk: the track holds seconds of frames, a hop ~0.1 s.
         near = (at + holds + self.cfg.ramp_s >= times[0]) & (at - self.cfg.pre_s - self.cfg.ramp_s <= times[-1]) \
             if len(times) else torch.zeros_like(at, dtype=torch.bool)
-        return audio * gate_gain(at[near], times, self.cfg, holds[near]).to(audio.dtype)
+        return audio * gate_gain(at[near], times, self.cfg, holds[near]).to(device=audio.device, dtype=audio.dtype)
