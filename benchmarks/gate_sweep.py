@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--split", default="val", choices=["val", "test"], help="world split (default: val)")
     ap.add_argument("--threshold", type=float, default=0.5, help="P(event) that opens the gate (default 0.5)")
     ap.add_argument("--pre", type=float, default=0.03, help="seconds open before an event frame (default 0.03)")
+    ap.add_argument("--class-confidence", type=float, default=0.0,
+                    help="min share of P(event) in the most likely class for a frame to open the gate (default 0)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,6 +65,7 @@ def main() -> None:
         for a, p, c in zip(audio, posts, clips, strict=True):
             if hold is not None:  # the pipeline's own gate, on the ungated audio (sample 0 at frame 0)
                 gate = EventGate(GateConfig(threshold=args.threshold, pre_s=args.pre,
+                                            min_class_confidence=args.class_confidence,
                                             **({"class_hold_s": hold} if isinstance(hold, tuple) else
                                                {"hold_s": hold})), lambda post: post)
                 frame_times = torch.arange(len(p), dtype=torch.float64) / c.fps

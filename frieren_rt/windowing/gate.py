@@ -28,18 +28,22 @@ class GateConfig:
     """threshold: P(event) of a frame that opens the gate; pre_s: open this long before the frame (a sound may
     lead its picture by up to a frame); hold_s: stay open this long after it (the sound's body), for every
     class when ``class_hold_s`` is empty; ramp_s: linear ramp either side; class_hold_s: a hold per detector
-    class, in the detector's class order (the weights folder's gate.json)."""
+    class, in the detector's class order (the weights folder's gate.json); min_class_confidence: a frame opens
+    the gate only if its most likely class holds at least this share of its P(event) (0: any frame above the
+    threshold; the detector's false peaks spread their P(event) over classes, MODEL_CARD "What was tried")."""
 
     threshold: float = 0.5
     pre_s: float = 0.03
     hold_s: float = 0.4
     ramp_s: float = 0.02
     class_hold_s: tuple[float, ...] = ()
+    min_class_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0 or min(self.pre_s, self.hold_s, *self.class_hold_s) < 0.0 or \
-                self.ramp_s <= 0.0:
-            raise ValueError(f"bad gate config {self}: threshold in (0, 1], pre_s and hold_s >= 0, ramp_s > 0")
+                self.ramp_s <= 0.0 or not 0.0 <= self.min_class_confidence <= 1.0:
+            raise ValueError(f"bad gate config {self}: threshold in (0, 1], pre_s and hold_s >= 0, ramp_s > 0, "
+                             "min_class_confidence in [0, 1]")
 
 
 # Chosen on validation clips (MODEL_CARD, "The event gate"): threshold 0.3 / 0.5 / 0.7 and pre 30 / 60 ms within
@@ -95,7 +99,10 @@ class EventGate:
         # On the host: a hop's few frames, and the gate's times are float64 capture times (GPU engines too).
         post = self.posteriors(features).cpu()  # (F, K + 1)
         frame_times = frame_times.cpu()
-        hit = (1.0 - post[:, -1]) >= self.cfg.threshold
+        p_event = 1.0 - post[:, -1]  # (F,)
+        hit = p_event >= self.cfg.threshold
+        if self.cfg.min_class_confidence > 0.0:
+            hit &= post[:, :-1].amax(dim=1) >= self.cfg.min_class_confidence * p_event
         if self.cfg.class_hold_s:
             table = torch.tensor(self.cfg.class_hold_s, dtype=torch.float64)
             if len(table) != post.shape[1] - 1:

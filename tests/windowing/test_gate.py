@@ -54,6 +54,18 @@ def test_each_event_holds_for_its_most_likely_class_and_a_wrong_table_is_refused
             torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), post)
 
 
+def test_a_frame_whose_event_probability_is_spread_over_classes_opens_the_gate_only_without_a_confidence_floor(
+) -> None:
+    # P(event) 0.8 each: frame 1 on one class (confidence 1.0), frame 2 spread 0.4 / 0.4 (confidence 0.5).
+    post = torch.tensor([[0.8, 0.0, 0.2], [0.4, 0.4, 0.2]])
+    times = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert EventGate(GateConfig(), detector_posteriors(2)).events(times, post)[0].tolist() == [1.0, 2.0]
+    strict = EventGate(GateConfig(min_class_confidence=0.6), detector_posteriors(2))
+    assert strict.events(times, post)[0].tolist() == [1.0]
+    with pytest.raises(ValueError, match="min_class_confidence"):
+        GateConfig(min_class_confidence=1.5)
+
+
 def test_class_hold_times_take_the_quantile_of_each_class_and_fall_back_for_unseen_classes() -> None:
     durations = {"coin": [0.1, 0.2, 0.3, 0.4], "boom": [1.0]}
     assert class_hold_times(durations, ("boom", "coin", "door"), quantile=0.75, fallback_s=0.4) == (1.0, 0.4, 0.4)
