@@ -131,7 +131,9 @@ def _reads_event_detector(model_file: Path) -> bool:
 
 def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
     """The event gate's settings from a weights folder's gate.json ({"classes": [...], "class_hold_s": [...]},
-    written by ``frieren-rt train export``); None when absent. Refuses holds for another detector's classes."""
+    written by ``frieren-rt train export``, and optionally "min_class_confidence": GateConfig's, a trade of
+    onset F1 for fewer false onsets, MODEL_CARD "The event gate"); None when absent. Refuses holds for another
+    detector's classes."""
     if detector is None or not path.is_file():
         return None
     import json  # noqa: PLC0415
@@ -140,7 +142,8 @@ def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
     if tuple(data.get("classes", ())) != tuple(detector.cfg.classes):
         raise ValueError(f"{path}: holds for classes {data.get('classes')}, but the detector has "
                          f"{list(detector.cfg.classes)}; re-run 'frieren-rt train export'")
-    return GateConfig(class_hold_s=tuple(float(h) for h in data["class_hold_s"]))
+    return GateConfig(class_hold_s=tuple(float(h) for h in data["class_hold_s"]),
+                      min_class_confidence=float(data.get("min_class_confidence", 0.0)))
 
 
 class FoleyPipeline:

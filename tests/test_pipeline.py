@@ -43,6 +43,20 @@ def test_cli_no_event_gate_reaches_the_options() -> None:
     assert sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4"]).event_gate is True
 
 
+def test_a_gate_file_can_set_the_class_confidence_floor(tmp_path) -> None:
+    import json  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from frieren_rt.pipeline import load_gate_config  # noqa: PLC0415
+
+    detector = SimpleNamespace(cfg=SimpleNamespace(classes=("coin", "jump")))
+    (tmp_path / "gate.json").write_text(json.dumps({"classes": ["coin", "jump"], "class_hold_s": [0.3, 0.2]}))
+    assert load_gate_config(tmp_path / "gate.json", detector).min_class_confidence == 0.0  # the default: off
+    (tmp_path / "gate.json").write_text(json.dumps({"classes": ["coin", "jump"], "class_hold_s": [0.3, 0.2],
+                                                    "min_class_confidence": 0.8}))
+    assert load_gate_config(tmp_path / "gate.json", detector).min_class_confidence == 0.8
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh)")
 def test_gated_generation_on_cuda_matches_the_cpu() -> None:
     """The gate reads the detector's posteriors on the device and gates on the host's capture times: a GPU
