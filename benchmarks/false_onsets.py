@@ -13,31 +13,33 @@ from __future__ import annotations
 
 import argparse
 import collections
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from frieren_rt.cli.serve import add_gate_arg
 from frieren_rt.eval.classify import fit_event_classifier
 from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
+from run_args import add_run_args  # benchmarks/run_args.py, beside this script
 
 
 def trace(onset: float, gate_times: np.ndarray, event_times: np.ndarray) -> tuple[str, float]:
     """(cause, seconds from the gate opening to the next true event) of one false onset."""
     before = gate_times[gate_times <= onset + 0.03]
     if len(before) == 0:
-        return "no gate event before it", float("nan")
+        return "no detector event before it", float("nan")
     g = float(before.max())
     later = event_times[event_times > g]
     lead = float(later.min() - g) if len(later) else float("nan")
     if len(event_times) and np.min(np.abs(event_times - g)) <= 0.1:
-        return "gate opened by a true event", lead
-    return "gate opened by a false detector peak", lead
+        return "after a true event's detection (within its hold)", lead
+    return "after a false detector peak (no true event within 100 ms)", lead
 
 
 def confusion(rows: collections.Counter, classes: list[str]) -> str:
@@ -49,16 +51,13 @@ def confusion(rows: collections.Counter, classes: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", type=Path, default=None, help="weights or run folder (default: shipped)")
-    ap.add_argument("--variant", default="distill", help="model variant (default: distill)")
-    ap.add_argument("--clips", type=int, default=30, help="clips of the split (default 30)")
-    ap.add_argument("--split", default="val", choices=["val", "test"], help="world split (default: val)")
-    ap.add_argument("--no-event-gate", dest="event_gate", action="store_false", help="generate without the gate")
+    add_run_args(ap)
+    add_gate_arg(ap)  # --no-event-gate, the CLI's own flag
     args = ap.parse_args()
     torch.set_num_threads(2)
     classifier = fit_event_classifier([true_audio(s) for s in tqdm(list(SPLITS["train"])[:200], desc="classifier")])
     pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant, event_gate=args.event_gate))
-    gate = pipe.event_gate() or FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant)).event_gate()
+    gate = pipe.with_options(replace(pipe.options, event_gate=True)).event_gate()  # traced even when off
     heard, heard_true = collections.Counter(), collections.Counter()
     syncs, causes, leads = [], collections.Counter(), []
     for seed in tqdm(list(SPLITS[args.split])[: args.clips], desc="generate"):

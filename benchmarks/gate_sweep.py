@@ -9,7 +9,6 @@ gain the generator multiplies in) and scores it with frieren_rt.eval.runner's me
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.windowing.gate import EventGate, GateConfig, class_hold_times
 from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
+from run_args import add_run_args  # benchmarks/run_args.py, beside this script
 from frieren_rt.world.sound_pool import load_pool, sound_durations
 
 
@@ -36,10 +36,7 @@ def settings(classes: tuple[str, ...]) -> dict[str, tuple[float, ...] | float | 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", type=Path, default=None, help="weights or run folder (default: shipped)")
-    ap.add_argument("--variant", default="distill", help="model variant (default: distill)")
-    ap.add_argument("--clips", type=int, default=30, help="clips of the split (default 30)")
-    ap.add_argument("--split", default="val", choices=["val", "test"], help="world split (default: val)")
+    add_run_args(ap)
     ap.add_argument("--threshold", type=float, default=0.5, help="P(event) that opens the gate (default 0.5)")
     ap.add_argument("--pre", type=float, default=0.03, help="seconds open before an event frame (default 0.03)")
     ap.add_argument("--class-confidence", type=float, default=0.0,
