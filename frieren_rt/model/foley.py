@@ -20,6 +20,7 @@ from torch import nn
 from frieren_rt.model.config import VectorFieldConfig, preset
 from frieren_rt.model.vector_field import VectorField
 from frieren_rt.vision.align import ProjectionConfig, VisualProjection
+from frieren_rt.vision.events import event_trace
 
 __all__ = ["FoleyConfig", "FoleyModel"]
 
@@ -35,28 +36,53 @@ class FoleyConfig:
     # The last event_dim entries of the motion vector are the event detector's features (embedding and class
     # posteriors, frieren_rt.vision.events): already on a unit scale, so they skip the log1p above.
     event_dim: int = 0
+    # Event traces (frieren_rt.vision.events.event_trace): the detector's K class posteriors (the last K + 1
+    # event entries are the posteriors, "no event" last) held with a per-frame decay, one set per decay. The
+    # posteriors peak on the single onset frame, so without them every latent of a sound's tail read "no event"
+    # and the field made one burst for every class (MODEL_CARD.md, "What was tried"). They are computed here,
+    # from the window's own frames, so training, offline generation and streaming see the same thing; the
+    # projection's motion_dim counts them (motion_dim = raw motion width + trace_dim).
+    event_classes: int = 0
+    trace_decays: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.projection.raw_cond_dim != self.field.raw_cond_dim:
             raise ValueError(f"projection output {self.projection.raw_cond_dim} != field raw_cond_dim "
                              f"{self.field.raw_cond_dim}")
-        if not 0 <= self.event_dim <= self.projection.motion_dim:
-            raise ValueError(f"event_dim {self.event_dim} outside the motion vector ({self.projection.motion_dim})")
+        if not 0 <= self.event_dim <= self.motion_dim:
+            raise ValueError(f"event_dim {self.event_dim} outside the motion vector ({self.motion_dim})")
+        if self.trace_decays and not 0 < self.event_classes < self.event_dim:
+            raise ValueError(f"event traces need 0 < event_classes ({self.event_classes}) < event_dim "
+                             f"({self.event_dim})")
+        if not all(0.0 < d < 1.0 for d in self.trace_decays):
+            raise ValueError(f"trace decays must lie in (0, 1), got {self.trace_decays}")
+
+    @property
+    def trace_dim(self) -> int:
+        """Width of the event traces the model adds to the motion vector."""
+        return self.event_classes * len(self.trace_decays)
+
+    @property
+    def motion_dim(self) -> int:
+        """Width of the raw per-frame motion features the model reads (the projection's input less the traces)."""
+        return self.projection.motion_dim - self.trace_dim
 
     @property
     def feature_dim(self) -> int:
         """Width of the raw per-frame features the model reads: image + motion."""
-        return self.projection.image_dim + self.projection.motion_dim
+        return self.projection.image_dim + self.motion_dim
 
     def to_json(self) -> str:
         return json.dumps({"field": asdict(self.field), "projection": asdict(self.projection),
-                           "motion_gain": self.motion_gain, "event_dim": self.event_dim})
+                           "motion_gain": self.motion_gain, "event_dim": self.event_dim,
+                           "event_classes": self.event_classes, "trace_decays": list(self.trace_decays)})
 
     @classmethod
     def from_json(cls, text: str) -> FoleyConfig:
         d = json.loads(text)
         return cls(field=VectorFieldConfig(**d["field"]), projection=ProjectionConfig(**d["projection"]),
-                   motion_gain=d.get("motion_gain", 0.0), event_dim=d.get("event_dim", 0))
+                   motion_gain=d.get("motion_gain", 0.0), event_dim=d.get("event_dim", 0),
+                   event_classes=d.get("event_classes", 0), trace_decays=tuple(d.get("trace_decays", ())))
 
 
 class FoleyModel(nn.Module):
@@ -77,11 +103,13 @@ class FoleyModel(nn.Module):
         return torch.zeros_like(cond)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
-        image, motion = cond.split([self.cfg.projection.image_dim, self.cfg.projection.motion_dim], dim=-1)
+        image, motion = cond.split([self.cfg.projection.image_dim, self.cfg.motion_dim], dim=-1)
         cells, events = motion.float().split([motion.shape[-1] - self.cfg.event_dim, self.cfg.event_dim], dim=-1)
         if self.cfg.motion_gain:
             cells = torch.log1p(self.cfg.motion_gain * cells.clamp(min=0))
-        motion = torch.cat([cells, events], dim=-1)
+        k = self.cfg.event_classes
+        traces = [event_trace(events[..., -k - 1 : -1], d) for d in self.cfg.trace_decays]  # (B, S, K) each
+        motion = torch.cat([cells, events, *traces], dim=-1)
         raw = self.projection(image.float(), motion.float() if self.cfg.projection.motion_dim else None)
         return self.field(x, t, raw, **kwargs)
 

@@ -23,6 +23,7 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
+from frieren_rt.vision.events import EventDetector
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.detector import stage_detector
 from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
@@ -76,6 +77,9 @@ class StageConfig:
     # Flow loss weight of silent target latents (1: none). Silent hops cost little in latent MSE, and the
     # field puts sounds into half the silent stretches (MODEL_CARD.md, "What was tried").
     silence_weight: float = 1.0
+    # Per-frame decays of the event traces the base model adds to its condition (FoleyModel; () = none): the
+    # detector's class posteriors held over a sound's tail, so its timbre can follow the class.
+    trace_decays: tuple[float, ...] = ()
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -128,8 +132,6 @@ def stage_cache(run: Path, cfg: StageConfig, **_: Any) -> dict[str, Any]:
     # A trained event detector in the run folder (stage "detector") adds its features to every frame's motion.
     detector = None
     if (run / "detector.safetensors").is_file():
-        from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
-
         detector = EventDetector.from_pretrained(run / "detector.safetensors")
     cc = CacheConfig(duration=cfg.clip_seconds, image_resolution=cfg.image_resolution,
                      event_detector=detector is not None)
@@ -272,16 +274,22 @@ def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
 
 
 def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents: int, motion_width: int,
-                      motion_grid: int) -> FoleyConfig:
+                      motion_grid: int, event_classes: int = 0) -> FoleyConfig:
     """The base model's config: the small preset sized to the VAE, the window and the cached motion features
-    (motion cells, then the event detector's features), with the config's field size where given."""
+    (motion cells, then the event detector's features for ``event_classes`` classes), with the config's field
+    size and event traces where given."""
     fcfg = FoleyConfig()
     size = {k: v for k, v in (("hidden", cfg.field_hidden), ("heads", cfg.field_heads), ("depth", cfg.field_depth))
             if v is not None}
+    traces = tuple(cfg.trace_decays)
+    if traces and not event_classes:
+        raise ValueError("trace_decays needs the event detector's features: train the 'detector' stage and "
+                         "rebuild the cache first")
     return replace(fcfg, field=replace(fcfg.field, latent_channels=latent_channels,
                                        max_len=max(fcfg.field.max_len, window_latents + 1), **size),
-                   projection=replace(fcfg.projection, motion_dim=motion_width),
-                   event_dim=motion_width - motion_dim(motion_grid))
+                   projection=replace(fcfg.projection, motion_dim=motion_width + event_classes * len(traces)),
+                   event_dim=motion_width - motion_dim(motion_grid),
+                   event_classes=event_classes if traces else 0, trace_decays=traces)
 
 
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
@@ -290,8 +298,11 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     sampler = WindowSampler(cache, latents_of(run, "train"), geom, **sampler_options(cfg, geom))
     vae = load_vae(run / "vae.safetensors")
     motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
+    detector_file = run / "detector.safetensors"
+    classes = len(EventDetector.from_pretrained(detector_file).cfg.classes) if detector_file.is_file() else 0
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
-                                         motion_width=motion_width, motion_grid=cache.config.motion_grid))
+                                         motion_width=motion_width, motion_grid=cache.config.motion_grid,
+                                         event_classes=classes))
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -454,7 +465,6 @@ def write_gate_file(folder: Path, detector_file: Path) -> Path:
     """``folder/gate.json``: the event gate's hold per detector class, the median of how long that class's
     training-split sounds stay within 30 dB of their peak (frieren_rt/windowing/gate.py; the median scored
     better than the 75th percentile and than one 0.4 s hold on validation clips, MODEL_CARD.md)."""
-    from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
     from frieren_rt.windowing.gate import class_hold_times  # noqa: PLC0415
     from frieren_rt.world.sound_pool import load_pool, sound_durations  # noqa: PLC0415
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from .encoder import to_unit_float
 
-__all__ = ["DetectorConfig", "EventDetector", "detector_loss", "onset_peaks", "onset_scores"]
+__all__ = ["DetectorConfig", "EventDetector", "detector_loss", "event_trace", "onset_peaks", "onset_scores"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +130,21 @@ def detector_loss(logits: torch.Tensor, labels: torch.Tensor, none_weight: float
     weight = torch.ones(logits.shape[-1], dtype=logits.dtype, device=logits.device)
     weight[-1] = none_weight
     return F.cross_entropy(logits, labels, weight=weight)
+
+
+def event_trace(posteriors: torch.Tensor, decay: float) -> torch.Tensor:
+    """Causal decaying hold of per-frame posteriors: m[s] = max over r <= s of p[r] * decay ** (s - r).
+
+    posteriors (B, S, K) over a window's frames in capture order -> (B, S, K). A class posterior that peaks
+    on one onset frame stays visible, fading, on the frames of the sound's tail, and its height there says
+    how long ago the onset was. Causal: frame s reads no later frame, as streaming requires. The decay is per
+    frame (0.8: a time constant of 4.5 frames, 0.15 s at 30 fps, 0.18 s at 25 fps).
+    """
+    s = posteriors.shape[1]
+    steps = torch.arange(s, device=posteriors.device)
+    lag = steps[:, None] - steps[None, :]  # (S, S): s - r
+    weight = torch.where(lag >= 0, decay ** lag.clamp(min=0).to(posteriors.dtype), 0.0)  # (S, S)
+    return (posteriors[:, None] * weight[None, :, :, None]).amax(dim=2)  # (B, S, S, K) -> (B, S, K)
 
 
 def onset_peaks(p_event: torch.Tensor, threshold: float) -> list[int]:

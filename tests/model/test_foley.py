@@ -43,3 +43,43 @@ def test_event_dim_must_fit_in_the_motion_vector():
         assert "event_dim" in str(err)
     else:
         raise AssertionError("event_dim larger than the motion vector was accepted")
+
+
+def _traced(decays: tuple[float, ...] = (0.5, 0.9)) -> FoleyConfig:
+    # 3 event entries = [embedding (1) | posteriors of 1 class + "no event"]; 1 class -> 1 trace per decay
+    cfg = _config(event_dim=3)
+    return replace(cfg, projection=replace(cfg.projection, motion_dim=5 + 3 + len(decays)), event_classes=1,
+                   trace_decays=decays)
+
+
+def test_event_traces_of_the_class_posteriors_join_the_motion_input():
+    from frieren_rt.vision.events import event_trace  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = FoleyModel(_traced()).eval()
+    assert model.cfg.feature_dim == 8 + 5 + 3  # the traces are computed, not read
+    seen = {}
+    model.projection.register_forward_pre_hook(lambda _m, args: seen.update(motion=args[1]))
+    cond = torch.rand(1, 4, 8 + 5 + 3)
+    model(torch.randn(1, model.latent_channels, 6), torch.tensor([0.5]), cond)
+    traces = seen["motion"][..., 8:]
+    torch.testing.assert_close(traces[..., :1], event_trace(cond[..., 14:15], 0.5))  # class, not "no event"
+    torch.testing.assert_close(traces[..., 1:], event_trace(cond[..., 14:15], 0.9))
+    model(torch.randn(1, model.latent_channels, 6), torch.tensor([0.5]), model.null_condition(cond))
+    assert torch.count_nonzero(seen["motion"][..., 8:]) == 0  # the CFG null stays all-zero
+
+
+def test_file_round_trip_keeps_the_event_traces(tmp_path):
+    model = FoleyModel(_traced())
+    model.save(tmp_path / "m.safetensors")
+    back = FoleyModel.from_pretrained(tmp_path / "m.safetensors")
+    assert back.cfg == model.cfg and back.cfg.trace_decays == (0.5, 0.9)
+
+
+def test_event_traces_need_class_posteriors_and_decays_below_one():
+    import pytest  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="event_classes"):
+        replace(_traced(), event_classes=0)
+    with pytest.raises(ValueError, match="decays"):
+        _traced((0.5, 1.0))

@@ -88,3 +88,14 @@ def test_the_gate_file_holds_each_detector_class_for_its_training_sounds_median_
     holds = dict(zip(data["classes"], data["class_hold_s"], strict=True))
     assert tuple(data["classes"]) == classes
     assert holds["explosion"] > 2 * holds["jump"] and holds["engine"] > 1.0  # long classes hold longer
+
+
+def test_trace_decays_size_the_projection_and_need_the_detector(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "traced.json"
+    path.write_text(json.dumps({"flow": {"trace_decays": [0.8, 0.93]}}))
+    cfg = load_stage_config("flow", path)
+    fcfg = flow_model_config(cfg, **SIZES, event_classes=11)
+    assert fcfg.trace_decays == (0.8, 0.93) and fcfg.projection.motion_dim == 93 + 22
+    assert fcfg.feature_dim == 1280 + 93  # what the cache holds per frame
+    with pytest.raises(ValueError, match="detector"):
+        flow_model_config(cfg, **SIZES)

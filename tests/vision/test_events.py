@@ -129,3 +129,19 @@ def test_any_number_of_conv_stages_round_trips(tmp_path):
     assert back.cfg.widths == (4, 8, 8, 12)
     x = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     torch.testing.assert_close(back.features(x), det.features(x))
+
+
+def test_event_trace_holds_a_one_frame_peak_with_its_decay_and_reads_no_later_frame():
+    from frieren_rt.vision.events import event_trace  # noqa: PLC0415
+
+    post = torch.zeros(1, 6, 2)
+    post[0, 1, 0] = 1.0  # class 0 fires on frame 1 only
+    post[0, 3, 1] = 0.5
+    trace = event_trace(post, 0.5)
+    torch.testing.assert_close(trace[0, :, 0], torch.tensor([0.0, 1.0, 0.5, 0.25, 0.125, 0.0625]))
+    torch.testing.assert_close(trace[0, :, 1], torch.tensor([0.0, 0.0, 0.0, 0.5, 0.25, 0.125]))
+    later = post.clone()
+    later[0, 4:] = 1.0  # the future must not change earlier frames' traces
+    torch.testing.assert_close(event_trace(later, 0.5)[:, :4], trace[:, :4])
+    post[0, 2, 0] = 0.9  # a fresh peak above the fading one replaces it
+    assert abs(float(event_trace(post, 0.5)[0, 2, 0]) - 0.9) < 1e-6
