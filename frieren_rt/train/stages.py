@@ -25,6 +25,8 @@ from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_norm
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
 from frieren_rt.vision.events import EventDetector
 from frieren_rt.vision.motion import motion_dim
+from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
+                                          onset_snippets)
 from frieren_rt.train.detector import stage_detector
 from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
 from frieren_rt.train.loop import TrainState, train_loop, warmup_cosine
@@ -80,6 +82,9 @@ class StageConfig:
     # Per-frame decays of the event traces the base model adds to its condition (FoleyModel; () = none): the
     # detector's class posteriors held over a sound's tail, so its timbre can follow the class.
     trace_decays: tuple[float, ...] = ()
+    # Weight of the latent class probe's cross-entropy in the one-step students' loss (distill, single; 0 =
+    # none): frieren_rt/train/class_probe.py.
+    class_weight: float = 0.0
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -385,6 +390,35 @@ def _student_stage(run: Path, cfg: StageConfig, name: str, init_file: str, out_f
     return {"done": True}
 
 
+def class_probe_of(run: Path, cfg: StageConfig) -> LatentClassProbe:
+    """The run's latent class probe (``class_probe.safetensors``), fitted on its true latents the first time."""
+    path = run / "class_probe.safetensors"
+    if path.is_file():
+        return LatentClassProbe.from_pretrained(path).requires_grad_(False)
+    classes = tuple(EventDetector.from_pretrained(run / "detector.safetensors").cfg.classes)
+    rate = geometry_of(cfg).latent_rate
+    sets = []
+    for split in ("train", "val"):
+        cache = FeatureCache(run / f"cache_{split}")
+        lat = latents_of(run, split)
+        sets.append(onset_snippets(lat, {s: cache[s].events for s in lat}, classes, rate, ProbeConfig.max_len))
+    pcfg = ProbeConfig(channels=sets[0][0].shape[1], classes=classes)
+    probe, scores = fit_probe(sets[0], sets[1], pcfg, seed=cfg.seed)
+    print(f"class probe on true latents: train accuracy {scores['train_acc']:.3f}, validation "
+          f"{scores['val_acc']:.3f} ({int(scores['val_snippets'])} onsets)", flush=True)
+    probe.save(path, **{k: str(v) for k, v in scores.items()})
+    return probe.requires_grad_(False)
+
+
+def _class_term(probe: LatentClassProbe | None, x1: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
+    """The probe's cross-entropy at the onsets the detector reports in the batch's unknown latents."""
+    if probe is None:
+        return x1.new_zeros(())
+    onsets = detected_onsets(batch.cond, batch.cond_index, batch.mask, classes=len(probe.cfg.classes),
+                             min_len=probe.cfg.min_len)
+    return class_loss(probe, x1, onsets)
+
+
 def _masked_mse(pred: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
     free = 1.0 - batch.mask
     return ((pred - batch.x1).pow(2) * free).sum() / (free.sum() * batch.x1.shape[1]).clamp(min=1.0)
@@ -402,9 +436,12 @@ def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None
 def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """One-step distillation: t = 0, x1_hat = x0 + v_guided(x0, 0), MSE to the stored sample."""
 
+    probe = class_probe_of(run, cfg) if cfg.class_weight else None
+
     def loss(model, batch, x0, gen):
         t0 = torch.zeros(x0.shape[0])
-        return _masked_mse(x0 + guided(model, batch, cfg.cfg_scale)(x0, t0), batch)
+        x1 = x0 + guided(model, batch, cfg.cfg_scale)(x0, t0)
+        return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
     return _student_stage(run, cfg, "distill", "reflow.safetensors", "distill.safetensors", loss, time_budget_s)
 
@@ -412,9 +449,12 @@ def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """Beyond Frieren: fold CFG into the one-step student, x1_hat = x0 + v(x0, 0, c): one pass, not two."""
 
+    probe = class_probe_of(run, cfg) if cfg.class_weight else None
+
     def loss(model, batch, x0, gen):
         t0 = torch.zeros(x0.shape[0])
-        return _masked_mse(x0 + model(x0, t0, batch.cond, **_model_kwargs(batch)), batch)
+        x1 = x0 + model(x0, t0, batch.cond, **_model_kwargs(batch))
+        return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
     return _student_stage(run, cfg, "single", "distill.safetensors", "single.safetensors", loss, time_budget_s)
 

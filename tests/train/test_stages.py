@@ -1,6 +1,7 @@
 """Stage configuration of the training recipe (frieren_rt.train.stages)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +11,10 @@ from frieren_rt.train.stages import flow_model_config, geometry_of, load_stage_c
 SIZES = {"latent_channels": 8, "window_latents": 69, "motion_width": 17 + 76, "motion_grid": 4}
 
 
-def test_flow_model_config_defaults_to_the_shipped_base_models_shape() -> None:
+def test_the_shipped_config_file_gives_the_shipped_base_models_shape() -> None:
     shipped = FoleyModel.from_pretrained("frieren_rt/weights/base.safetensors").cfg
-    assert flow_model_config(load_stage_config("flow"), **SIZES) == shipped
+    cfg = load_stage_config("flow", Path("frieren_rt/configs/small.json"))
+    assert flow_model_config(cfg, **SIZES, event_classes=11) == shipped
 
 
 def test_a_config_file_sizes_the_vector_field(tmp_path) -> None:  # noqa: ANN001
