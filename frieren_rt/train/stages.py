@@ -23,7 +23,7 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
-from frieren_rt.vision.events import EventDetector
+from frieren_rt.vision.events import EventDetector, event_trace
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
                                           onset_snippets)
@@ -85,6 +85,9 @@ class StageConfig:
     # Weight of the latent class probe's cross-entropy in the one-step students' loss (distill, single; 0 =
     # none): frieren_rt/train/class_probe.py.
     class_weight: float = 0.0
+    # Flow loss weight of the latents in the first third of a second after an onset the detector reports
+    # (1: none; event_tail_latents): where a sound's class is heard.
+    event_weight: float = 1.0
     # reflow / distill
     cfg_scale: float = 4.5
     teacher_steps: int = 25
@@ -274,6 +277,14 @@ def silent_latents(vae: MelVAE, tolerance: float = 0.3):
     return silent
 
 
+def event_tail_latents(batch: WindowBatch, classes: int, *, decay: float = 0.8, floor: float = 0.1) -> torch.Tensor:
+    """(B, 1, W) float, 1 on latents whose frame's event trace (frieren_rt.vision.events.event_trace of the
+    detector's class posteriors, the last classes + 1 raw features) is >= floor: about 10 frames (0.34 s at
+    30 fps) after a confident onset."""
+    trace = event_trace(batch.cond[..., -classes - 1 : -1].float(), decay).amax(-1)  # (B, S)
+    return (torch.gather(trace, 1, batch.cond_index) >= floor).float()[:, None, :]
+
+
 def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
     return {"cond_index": batch.cond_index, "known": batch.known, "mask": batch.mask}
 
@@ -305,6 +316,8 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     motion_width = cache[cache.seeds[0]].motion.shape[-1]  # motion cells (+ event detector features)
     detector_file = run / "detector.safetensors"
     classes = len(EventDetector.from_pretrained(detector_file).cfg.classes) if detector_file.is_file() else 0
+    if cfg.event_weight != 1.0 and not classes:
+        raise ValueError("event_weight needs the event detector's features: train the 'detector' stage first")
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
                                          motion_width=motion_width, motion_grid=cache.config.motion_grid,
                                          event_classes=classes))
@@ -319,6 +332,9 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
         cond = torch.where(drop, torch.zeros_like(batch.cond), batch.cond)  # CFG dropout to the null
         kw = _model_kwargs(batch)
         weight = None if silent is None else 1.0 + (cfg.silence_weight - 1.0) * silent(batch.x1)
+        if cfg.event_weight != 1.0:
+            tail = (cfg.event_weight - 1.0) * event_tail_latents(batch, classes)
+            weight = 1.0 + tail if weight is None else weight + tail
         loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen, latent_weight=weight)
         _sgd_step(loss, opt, params, cfg, i)
         return {"loss": float(loss)}

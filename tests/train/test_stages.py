@@ -101,3 +101,20 @@ def test_trace_decays_size_the_projection_and_need_the_detector(tmp_path) -> Non
     assert fcfg.feature_dim == 1280 + 93  # what the cache holds per frame
     with pytest.raises(ValueError, match="detector"):
         flow_model_config(cfg, **SIZES)
+
+
+def test_event_tail_latents_mark_the_third_of_a_second_after_a_detected_onset() -> None:
+    import torch  # noqa: PLC0415
+
+    from frieren_rt.train.data import WindowBatch  # noqa: PLC0415
+    from frieren_rt.train.stages import event_tail_latents  # noqa: PLC0415
+
+    k, slots = 2, 20
+    cond = torch.zeros(1, slots, 4 + k + 1)
+    cond[..., -1] = 1.0  # "no event" everywhere ...
+    cond[0, 5, -3:] = torch.tensor([0.0, 1.0, 0.0])  # ... but a confident class-1 onset on frame 5
+    index = torch.arange(slots)[None]  # one latent per frame
+    batch = WindowBatch(torch.zeros(1, 8, slots), cond, index, torch.zeros(1, 8, slots), torch.zeros(1, 1, slots))
+    tail = event_tail_latents(batch, k)[0, 0]
+    # 0.8 ** 10 = 0.107 >= 0.1 > 0.8 ** 11: the onset frame and the 10 after it
+    assert tail.tolist() == [0.0] * 5 + [1.0] * 11 + [0.0] * 4
