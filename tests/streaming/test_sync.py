@@ -34,7 +34,8 @@ fitted transport 23-31 ms, matched 0.64 / 0.64 / 0.73 / 0.82 / 0.73, matched res
 0.73-0.82. The previous shipped weights (a6fdb26) failed: fitted transport -180 ms. The weights of 2026-11-26
 20:35 (runs/small11, event gate on), one quiet run: latency 198 ms, transport 34 ms, matched 0.91, mismatched
 clip 0.00; with the per-class gate holds: 204 ms, 33 ms, 0.73, 0.00. runs/small13 (shipped 2026-11-27), one
-run: 240 ms, 30 ms, matched 1.00 (11 of 11), mismatched clip 0.00.
+run: 240 ms, 30 ms, matched 1.00 (11 of 11), mismatched clip 0.00. runs/small18 (shipped later that day), one
+run: 195 ms, 32 ms, matched 1.00 (11 of 11), mismatched clip 0.10.
 """
 
 from __future__ import annotations
