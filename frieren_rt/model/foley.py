@@ -20,7 +20,7 @@ from torch import nn
 from frieren_rt.model.config import VectorFieldConfig, preset
 from frieren_rt.model.vector_field import VectorField
 from frieren_rt.vision.align import ProjectionConfig, VisualProjection
-from frieren_rt.vision.events import event_trace
+from frieren_rt.vision.events import class_traces
 
 __all__ = ["FoleyConfig", "FoleyModel"]
 
@@ -107,8 +107,7 @@ class FoleyModel(nn.Module):
         cells, events = motion.float().split([motion.shape[-1] - self.cfg.event_dim, self.cfg.event_dim], dim=-1)
         if self.cfg.motion_gain:
             cells = torch.log1p(self.cfg.motion_gain * cells.clamp(min=0))
-        k = self.cfg.event_classes
-        traces = [event_trace(events[..., -k - 1 : -1], d) for d in self.cfg.trace_decays]  # (B, S, K) each
+        traces = [class_traces(events, self.cfg.event_classes, d) for d in self.cfg.trace_decays]  # (B, S, K) each
         motion = torch.cat([cells, events, *traces], dim=-1)
         raw = self.projection(image.float(), motion.float() if self.cfg.projection.motion_dim else None)
         return self.field(x, t, raw, **kwargs)

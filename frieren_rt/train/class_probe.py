@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frieren_rt.vision.events import onset_peaks
+from frieren_rt.vision.events import feature_posteriors, onset_peaks
 
 __all__ = ["ProbeConfig", "LatentClassProbe", "onset_snippets", "fit_probe", "detected_onsets", "class_loss"]
 
@@ -139,7 +139,7 @@ def detected_onsets(cond: torch.Tensor, cond_index: torch.Tensor, mask: torch.Te
     last); cond_index (B, W) latent -> slot; mask (B, 1, W), 1 = known. Returns (row, first latent, length,
     class) for each P(event) peak >= threshold whose first latent is unknown and leaves >= min_len latents.
     """
-    post = cond[..., -classes - 1 :].float()  # (B, S, K + 1)
+    post = feature_posteriors(cond, classes)  # (B, S, K + 1)
     width = cond_index.shape[-1]
     out = []
     for b in range(cond.shape[0]):

@@ -23,7 +23,7 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
-from frieren_rt.vision.events import EventDetector, event_trace
+from frieren_rt.vision.events import EventDetector, class_traces
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
                                           onset_snippets)
@@ -278,10 +278,9 @@ def silent_latents(vae: MelVAE, tolerance: float = 0.3):
 
 
 def event_tail_latents(batch: WindowBatch, classes: int, *, decay: float = 0.8, floor: float = 0.1) -> torch.Tensor:
-    """(B, 1, W) float, 1 on latents whose frame's event trace (frieren_rt.vision.events.event_trace of the
-    detector's class posteriors, the last classes + 1 raw features) is >= floor: about 10 frames (0.34 s at
-    30 fps) after a confident onset."""
-    trace = event_trace(batch.cond[..., -classes - 1 : -1].float(), decay).amax(-1)  # (B, S)
+    """(B, 1, W) float, 1 on latents whose frame's event trace (frieren_rt.vision.events.class_traces) is
+    >= floor in some class: about 10 frames (0.34 s at 30 fps) after a confident onset."""
+    trace = class_traces(batch.cond, classes, decay).amax(-1)  # (B, S)
     return (torch.gather(trace, 1, batch.cond_index) >= floor).float()[:, None, :]
 
 

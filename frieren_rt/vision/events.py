@@ -26,7 +26,8 @@ from torch import nn
 
 from .encoder import to_unit_float
 
-__all__ = ["DetectorConfig", "EventDetector", "detector_loss", "event_trace", "onset_peaks", "onset_scores"]
+__all__ = ["DetectorConfig", "EventDetector", "class_traces", "detector_loss", "event_trace", "feature_posteriors",
+           "onset_peaks", "onset_scores"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +133,13 @@ def detector_loss(logits: torch.Tensor, labels: torch.Tensor, none_weight: float
     return F.cross_entropy(logits, labels, weight=weight)
 
 
+def feature_posteriors(features: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(..., D) frame features whose last columns are :meth:`EventDetector.features` -> the detector's softmax
+    (..., K + 1) float32, "no event" last: the layout FeatureExtractor writes ([image | motion | embedding |
+    posteriors]) and the cache stores."""
+    return features[..., -(num_classes + 1) :].float()
+
+
 def event_trace(posteriors: torch.Tensor, decay: float) -> torch.Tensor:
     """Causal decaying hold of per-frame posteriors: m[s] = max over r <= s of p[r] * decay ** (s - r).
 
@@ -145,6 +153,11 @@ def event_trace(posteriors: torch.Tensor, decay: float) -> torch.Tensor:
     lag = steps[:, None] - steps[None, :]  # (S, S): s - r
     weight = torch.where(lag >= 0, decay ** lag.clamp(min=0).to(posteriors.dtype), 0.0)  # (S, S)
     return (posteriors[:, None] * weight[None, :, :, None]).amax(dim=2)  # (B, S, S, K) -> (B, S, K)
+
+
+def class_traces(features: torch.Tensor, num_classes: int, decay: float) -> torch.Tensor:
+    """(B, S, D) frame features -> (B, S, K) :func:`event_trace` of the detector's K class posteriors."""
+    return event_trace(feature_posteriors(features, num_classes)[..., :-1], decay)
 
 
 def onset_peaks(p_event: torch.Tensor, threshold: float) -> list[int]:

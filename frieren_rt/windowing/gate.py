@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from frieren_rt.vision.events import feature_posteriors
+
 __all__ = ["GATE_PRESETS", "EventGate", "GateConfig", "class_hold_times", "detector_posteriors", "gate_gain"]
 
 
@@ -69,7 +71,7 @@ def gate_gain(event_times: torch.Tensor, sample_times: torch.Tensor, cfg: GateCo
 def detector_posteriors(num_classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """Features -> the detector's softmax (F, K + 1) (last: "no event"): the last K + 1 columns, the layout of
     FeatureExtractor with a detector ([image | motion | embedding | posteriors])."""
-    return lambda features: features[:, -(num_classes + 1):].float()
+    return lambda features: feature_posteriors(features, num_classes)
 
 
 def class_hold_times(durations: dict[str, list[float]], classes: tuple[str, ...], *, quantile: float = 0.5,
