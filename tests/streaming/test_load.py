@@ -30,12 +30,16 @@ WARMUP_S = 10.0  # codecs, jitter buffers, allocator arenas and the first hops s
 HOLD_S = 50.0
 SAMPLE_S = 5.0
 # After warm-up the server's RSS may wander by allocator noise, not grow with time: a leak of one 20 ms audio
-# frame per session per frame time would add about 23 MB over the hold (2 x 50 x 50 x 4 KiB).
-MAX_GROWTH_MIB = 16.0
+# frame per session per frame time would add about 23 MB over the hold (2 x 50 x 50 x 4 KiB), i.e. about
+# 2.3 MiB in every 5 s sample interval. A leak grows in (nearly) every interval; a one-off step does not.
+# Steps are real and benign: CI saw 442 -> 478 MiB within 10 s then flat, and (with two arenas) 463 -> 485
+# MiB in one interval then flat for 30 s. So the test bounds the median growth per interval (a leak's
+# signature) and only loosely the total (a step plus noise).
+MAX_MEDIAN_STEP_MIB = 1.0
+MAX_GROWTH_MIB = 48.0
 # glibc gives each new thread that allocates its own malloc arena (up to 8 per core), so RSS can step up
-# when a worker thread first allocates late in the hold (seen once in CI: 442 -> 478 MiB within 10 s,
-# then flat, while a rerun started at 472 and stayed there). Two arenas should keep such a one-off step out
-# of the reading; a leak still grows the shared arenas.
+# when a worker thread first allocates late in the hold. Two arenas make such steps smaller and rarer; a
+# leak still grows the shared arenas.
 SERVER_ENV = {**os.environ, "MALLOC_ARENA_MAX": "2"}
 
 
@@ -110,8 +114,7 @@ def test_server_at_its_session_limit_for_a_minute_keeps_streaming_with_flat_memo
     print(f"server RSS MiB after warm-up, every {SAMPLE_S:.0f} s: {[round(r, 1) for r in rss]}")
     assert all(n >= 0.8 * expected for window in frames for n in window), frames  # audio never stalled
     assert all(audible), audible
+    steps = np.diff(rss)
+    assert np.median(steps) < MAX_MEDIAN_STEP_MIB, rss  # no steady growth from one interval to the next
     assert max(rss) - rss[0] < MAX_GROWTH_MIB, rss
-    # no trend either: the last half of the hold is not above the first half by more than noise
-    half = len(rss) // 2
-    assert np.mean(rss[half:]) - np.mean(rss[:half]) < MAX_GROWTH_MIB / 2, rss
     assert left == []
