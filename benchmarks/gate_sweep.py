@@ -37,7 +37,8 @@ def settings(classes: tuple[str, ...]) -> dict[str, tuple[float, ...] | float | 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(ap)
-    ap.add_argument("--threshold", type=float, default=0.5, help="P(event) that opens the gate (default 0.5)")
+    ap.add_argument("--threshold", type=float, default=0.5,
+                    help="P(event) that opens the gate (default 0.5, GateConfig's; the shipped gate.json: 0.9)")
     ap.add_argument("--pre", type=float, default=0.03, help="seconds open before an event frame (default 0.03)")
     ap.add_argument("--class-confidence", type=float, default=0.0,
                     help="min share of P(event) in the most likely class for a frame to open the gate (default 0)")

@@ -131,9 +131,9 @@ def _reads_event_detector(model_file: Path) -> bool:
 
 def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
     """The event gate's settings from a weights folder's gate.json ({"classes": [...], "class_hold_s": [...]},
-    written by ``frieren-rt train export``, and optionally "min_class_confidence": GateConfig's, a trade of
-    onset F1 for fewer false onsets, MODEL_CARD "The event gate"); None when absent. Refuses holds for another
-    detector's classes."""
+    written by ``frieren-rt train export``, optionally "threshold": the P(event) that opens the gate, chosen for
+    the folder's own detector, and "min_class_confidence": GateConfig's, a trade of onset F1 for fewer false
+    onsets, MODEL_CARD "The event gate"); None when absent. Refuses holds for another detector's classes."""
     if detector is None or not path.is_file():
         return None
     import json  # noqa: PLC0415
@@ -143,6 +143,7 @@ def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
         raise ValueError(f"{path}: holds for classes {data.get('classes')}, but the detector has "
                          f"{list(detector.cfg.classes)}; re-run 'frieren-rt train export'")
     return GateConfig(class_hold_s=tuple(float(h) for h in data["class_hold_s"]),
+                      threshold=float(data.get("threshold", GateConfig.threshold)),
                       min_class_confidence=float(data.get("min_class_confidence", 0.0)))
 
 

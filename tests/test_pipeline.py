@@ -57,6 +57,24 @@ def test_a_gate_file_can_set_the_class_confidence_floor(tmp_path) -> None:
     assert load_gate_config(tmp_path / "gate.json", detector).min_class_confidence == 0.8
 
 
+def test_a_gate_file_sets_the_threshold_chosen_for_its_detector(tmp_path) -> None:
+    import json  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from frieren_rt.pipeline import load_gate_config  # noqa: PLC0415
+    from frieren_rt.windowing.gate import GateConfig  # noqa: PLC0415
+
+    detector = SimpleNamespace(cfg=SimpleNamespace(classes=("coin", "jump")))
+    holds = {"classes": ["coin", "jump"], "class_hold_s": [0.3, 0.2]}
+    (tmp_path / "gate.json").write_text(json.dumps(holds))
+    assert load_gate_config(tmp_path / "gate.json", detector).threshold == GateConfig.threshold  # older files
+    (tmp_path / "gate.json").write_text(json.dumps({**holds, "threshold": 0.9}))
+    assert load_gate_config(tmp_path / "gate.json", detector).threshold == 0.9
+    (tmp_path / "gate.json").write_text(json.dumps({**holds, "threshold": 1.5}))
+    with pytest.raises(ValueError, match="threshold"):
+        load_gate_config(tmp_path / "gate.json", detector)
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh)")
 def test_gated_generation_on_cuda_matches_the_cpu() -> None:
     """The gate reads the detector's posteriors on the device and gates on the host's capture times: a GPU

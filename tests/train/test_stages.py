@@ -81,7 +81,7 @@ def test_the_gate_file_holds_each_detector_class_for_its_training_sounds_median_
 
     if not assets_ready():
         pytest.skip("asset cache absent: run 'frieren-rt assets fetch' first")
-    from frieren_rt.train.stages import write_gate_file  # noqa: PLC0415
+    from frieren_rt.train.stages import GATE_THRESHOLD, write_gate_file  # noqa: PLC0415
     from frieren_rt.vision.events import DetectorConfig, EventDetector  # noqa: PLC0415
 
     classes = ("jump", "explosion", "engine")
@@ -90,6 +90,7 @@ def test_the_gate_file_holds_each_detector_class_for_its_training_sounds_median_
     holds = dict(zip(data["classes"], data["class_hold_s"], strict=True))
     assert tuple(data["classes"]) == classes
     assert holds["explosion"] > 2 * holds["jump"] and holds["engine"] > 1.0  # long classes hold longer
+    assert data["threshold"] == GATE_THRESHOLD  # the threshold chosen for the shipped detector travels with it
 
 
 def test_trace_decays_size_the_projection_and_need_the_detector(tmp_path) -> None:  # noqa: ANN001
