@@ -19,6 +19,7 @@ from frieren_rt.eval.classify import fit_event_classifier
 from frieren_rt.eval.runner import _metrics, _summarise
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
+from frieren_rt.vision.events import feature_posteriors
 from frieren_rt.windowing.gate import EventGate, GateConfig, class_hold_times
 from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
@@ -37,8 +38,9 @@ def settings(classes: tuple[str, ...]) -> dict[str, tuple[float, ...] | float | 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(ap)
-    ap.add_argument("--threshold", type=float, default=0.5,
-                    help="P(event) that opens the gate (default 0.5, GateConfig's; the shipped gate.json: 0.9)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="P(event) that opens the gate (default: the weights folder's gate.json, as the pipeline "
+                         "gates; 0.5 without one)")
     ap.add_argument("--pre", type=float, default=0.03, help="seconds open before an event frame (default 0.03)")
     ap.add_argument("--class-confidence", type=float, default=0.0,
                     help="min share of P(event) in the most likely class for a frame to open the gate (default 0)")
@@ -53,16 +55,17 @@ def main() -> None:
     true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
     pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant, steps=1, event_gate=False))
     classes = tuple(pipe.features.detector.cfg.classes)
+    threshold = pipe.gate.threshold if args.threshold is None else args.threshold
     audio, posts = [], []
     for c in tqdm(clips, desc="generate"):
         audio.append(pipe.generate(c.frames, np.arange(len(c.frames)) / c.fps, c.duration, seed=c.seed))
-        posts.append(pipe.frame_features(c.frames)[:, -(len(classes) + 1):])  # (F, K + 1) detector softmax
+        posts.append(feature_posteriors(pipe.frame_features(c.frames), len(classes)))  # (F, K + 1)
     print("| gate | onset F1 | false onsets in silence | class acc | FD | KL |\n|---|---|---|---|---|---|")
     for name, hold in settings(classes).items():
         per = []
         for a, p, c in zip(audio, posts, clips, strict=True):
             if hold is not None:  # the pipeline's own gate, on the ungated audio (sample 0 at frame 0)
-                gate = EventGate(GateConfig(threshold=args.threshold, pre_s=args.pre,
+                gate = EventGate(GateConfig(threshold=threshold, pre_s=args.pre,
                                             min_class_confidence=args.class_confidence,
                                             **({"class_hold_s": hold} if isinstance(hold, tuple) else
                                                {"hold_s": hold})), lambda post: post)

@@ -519,22 +519,23 @@ OPTIONAL_EXPORT_FILES = ("detector",)  # runs trained without the event detector
 # The P(event) that opens the gate, written into gate.json beside the detector it was chosen for. For the
 # 12000-step detector (runs/small14) 0.9 keeps 3 of its 8 false peaks on 30 validation clips at onset F1 0.913
 # vs 0.917, and the gated model's false onsets in silence fall from 8.6 % to 4.9 % there at the same F1 (test:
-# unchanged, 4.2 %); MODEL_CARD "The event gate". Earlier, less sure detectors moved little with it (0.3-0.7).
+# unchanged, 4.2 %); MODEL_CARD "The event gate". (With runs/small11's detector, 0.3-0.7 had moved F1 by <= 0.005
+# and silence by <= 0.012; 0.9 was not tried on the detectors before runs/small14.)
 GATE_THRESHOLD = 0.9
 
 
-def write_gate_file(folder: Path, detector_file: Path, threshold: float = GATE_THRESHOLD) -> Path:
+def write_gate_file(folder: Path, detector_file: Path) -> Path:
     """``folder/gate.json``: the event gate's hold per detector class, the median of how long that class's
     training-split sounds stay within 30 dB of their peak (frieren_rt/windowing/gate.py; the median scored
     better than the 75th percentile and than one 0.4 s hold on validation clips, MODEL_CARD.md), and the
-    P(event) ``threshold`` that opens it."""
+    P(event) that opens it (GATE_THRESHOLD)."""
     from frieren_rt.windowing.gate import class_hold_times  # noqa: PLC0415
     from frieren_rt.world.sound_pool import load_pool, sound_durations  # noqa: PLC0415
 
     classes = tuple(EventDetector.from_pretrained(detector_file).cfg.classes)
     holds = class_hold_times(sound_durations(load_pool(), "train"), classes, quantile=0.5)
     path = folder / "gate.json"
-    path.write_text(json.dumps({"classes": list(classes), "class_hold_s": list(holds), "threshold": threshold,
+    path.write_text(json.dumps({"classes": list(classes), "class_hold_s": list(holds), "threshold": GATE_THRESHOLD,
                                 "rule": "median of the train-split sounds' length within 30 dB of their "
                                         "peak"}, indent=1))
     return path

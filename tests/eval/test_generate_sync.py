@@ -19,7 +19,8 @@ from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync
 SEEDS = (200000, 200001, 200002)  # the first three test-split clips: no selection
 # Measured with the shipped weights (runs/small14, distill, per-class event gate, seed 0): pooled F1 0.824 on
 # these clips (precision 1.0, recall 0.7), 0.235 against the next clip's events, 0.818 for the true audio (the
-# onset detector's own ceiling here). Earlier weights: runs/small18 0.889 / 0.222; runs/small13 0.778 / 0.222; runs/small11 0.90 / 0.20; runs/small3 0.667 / 0.095.
+# onset detector's own ceiling here). Earlier weights: runs/small18 0.889 / 0.222; runs/small13 0.778 / 0.222;
+# runs/small11 0.90 / 0.20; runs/small3 0.667 / 0.095.
 ONSET_F1_BAR = 0.50
 MISMATCH_MARGIN = 3.0
 
