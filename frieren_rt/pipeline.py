@@ -42,7 +42,8 @@ class GenerationOptions:
     (None = the variant's default; 1 = conditional only, one pass); backend / precision: how the guided
     velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
     audio only around frames the event detector marks (frieren_rt/windowing/gate.py; models that read detector
-    features only)."""
+    features only); tail_cfg: the guidance scale on sounds' tails for the two-pass variants (None: ``cfg``
+    everywhere; the shipped students learned theirs from the teacher, frieren_rt.flow.guidance)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -54,6 +55,7 @@ class GenerationOptions:
     backend: str = "eager"
     precision: str = "fp32"
     event_gate: bool = True
+    tail_cfg: float | None = None
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
@@ -74,16 +76,20 @@ class GenerationOptions:
 
 
 class GuidedModel(nn.Module):
-    """The velocity contract with CFG inside: both branches as one doubled batch (scale 1: one pass)."""
+    """The velocity contract with CFG inside: both branches as one doubled batch (scale 1: one pass).
+    tail_scale: the scale on sounds' tails (frieren_rt.flow.guidance.tail_guidance_scale; None = one scale)."""
 
-    def __init__(self, model: FoleyModel, scale: float) -> None:
+    def __init__(self, model: FoleyModel, scale: float, tail_scale: float | None = None) -> None:
         super().__init__()
-        self.model, self.scale = model, scale
+        self.model, self.scale, self.tail_scale = model, scale, tail_scale
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
-        if self.scale == 1.0:
-            return self.model(x, t, cond, **kw)
-        return cfg_velocity(self.model, cond, None, self.scale, **kw)(x, t)
+        if self.tail_scale is None:
+            if self.scale == 1.0:
+                return self.model(x, t, cond, **kw)
+            return cfg_velocity(self.model, cond, None, self.scale, **kw)(x, t)
+        scale = self.model.guidance_scale(cond, kw["cond_index"], self.scale, self.tail_scale)
+        return cfg_velocity(self.model, cond, None, scale, **kw)(x, t)
 
 
 def make_sampler(options: GenerationOptions):
@@ -158,7 +164,7 @@ class FoleyPipeline:
         self.geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
         self.device = device
         # Built once, so compiled graphs / CUDA graphs / engines survive across generate() calls (issue 5).
-        self.velocity = apply_backend(GuidedModel(self.model, options.scale), options.backend, device=device,
+        self.velocity = apply_backend(GuidedModel(self.model, options.scale, options.tail_cfg), options.backend, device=device,
                                       precision=options.precision)
 
     @classmethod

@@ -25,7 +25,8 @@ __all__ = ["EvalRow", "DEFAULT_ROWS", "evaluate", "markdown_table"]
 @dataclass(frozen=True)
 class EvalRow:
     """name: table label; variant: shipped model file (None for the true / mismatched rows); steps; sampler;
-    cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py)."""
+    cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py);
+    tail_cfg: the guidance scale on sounds' tails (GenerationOptions.tail_cfg)."""
 
     name: str
     variant: str | None
@@ -33,6 +34,7 @@ class EvalRow:
     sampler: str = "euler"
     cfg: float | None = None
     event_gate: bool = True
+    tail_cfg: float | None = None
 
 
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
@@ -112,7 +114,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = None
         else:
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
-                                        vocoder=vocoder, event_gate=row.event_gate)
+                                        vocoder=vocoder, event_gate=row.event_gate, tail_cfg=row.tail_cfg)
             if row.variant not in pipes:
                 pipes[row.variant] = FoleyPipeline.from_dir(weights, options)
             pipe = pipes[row.variant].with_options(options)

@@ -6,7 +6,8 @@ Everything works on one velocity contract, ``v(x, t) -> Tensor`` with t a (B,) f
 """
 
 from frieren_rt.flow.distill import guidance_distillation_loss, guided_states, one_step_distillation_loss
-from frieren_rt.flow.guidance import FRIEREN_CFG_SCALE, cfg_velocity, combine_guidance, conditional_velocity
+from frieren_rt.flow.guidance import (FRIEREN_CFG_SCALE, cfg_velocity, combine_guidance, conditional_velocity,
+                                     tail_guidance_scale)
 from frieren_rt.flow.objective import (
     CFG_DROPOUT,
     conditional_flow_loss,

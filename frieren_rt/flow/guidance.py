@@ -15,17 +15,29 @@ import torch
 
 from frieren_rt.flow.samplers import Velocity
 
-__all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity"]
+__all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity", "tail_guidance_scale"]
 
 FRIEREN_CFG_SCALE = 4.5
 
 Net = Callable[..., torch.Tensor]
 
 
-def combine_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float) -> torch.Tensor:
+def combine_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     """v_u + s (v_c - v_u) for same-shaped (B, ...) branches. s = 1 is the conditional field, s = 0 the
-    unconditional one."""
+    unconditional one; a tensor s broadcasts (e.g. (B, 1, T): one scale per latent, tail_guidance_scale)."""
     return v_u + scale * (v_c - v_u)
+
+
+def tail_guidance_scale(tail: torch.Tensor, scale: float, tail_scale: float) -> torch.Tensor:
+    """Per-latent guidance scale: ``scale`` where no sound is under way, ``tail_scale`` inside a sound's tail.
+
+    tail (B, 1, T) in [0, 1] (frieren_rt.vision.events.tail_presence) -> (B, 1, T). Beyond Frieren: with one
+    scale of 4.5 everywhere the guided field ends sounds early. In a tail the condition says "no onset now"
+    and the conditional branch is quieter than the unconditional one (which reads only the emitted prefix), so
+    guidance amplifies the fade; onsets and silence keep the full scale that keeps them sharp and silent
+    (MODEL_CARD.md, "What was tried").
+    """
+    return scale + (tail_scale - scale) * tail
 
 
 def conditional_velocity(net: Net, cond: torch.Tensor, **net_kwargs: object) -> Velocity:
@@ -45,7 +57,7 @@ def cfg_velocity(
     net: Net,
     cond: torch.Tensor,
     null_cond: torch.Tensor | None = None,
-    scale: float = FRIEREN_CFG_SCALE,
+    scale: float | torch.Tensor = FRIEREN_CFG_SCALE,
     **net_kwargs: object,
 ) -> Velocity:
     """Guided velocity v(x, t) = v_u + s (v_c - v_u), both branches in one call on a (2B, ...) batch.

@@ -17,10 +17,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from frieren_rt.flow.guidance import tail_guidance_scale
 from frieren_rt.model.config import VectorFieldConfig, preset
 from frieren_rt.model.vector_field import VectorField
 from frieren_rt.vision.align import ProjectionConfig, VisualProjection
-from frieren_rt.vision.events import class_traces
+from frieren_rt.vision.events import class_traces, tail_presence
 
 __all__ = ["FoleyConfig", "FoleyModel"]
 
@@ -101,6 +102,18 @@ class FoleyModel(nn.Module):
 
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(cond)
+
+    def guidance_scale(self, cond: torch.Tensor, cond_index: torch.Tensor, scale: float,
+                       tail_scale: float | None = None) -> float | torch.Tensor:
+        """``scale``, or with ``tail_scale`` the per-latent (B, 1, T) CFG scale that eases to it on the tails of
+        the sounds the detector features in ``cond`` (B, S, D) report (frieren_rt.flow.tail_guidance_scale)."""
+        if tail_scale is None:
+            return scale
+        if not self.cfg.event_classes:
+            raise ValueError("tail guidance needs a model that reads the event detector's class posteriors "
+                             "(trained with trace_decays)")
+        tail = tail_presence(cond, cond_index, self.cfg.event_classes)
+        return tail_guidance_scale(tail, scale, tail_scale)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
         image, motion = cond.split([self.cfg.projection.image_dim, self.cfg.motion_dim], dim=-1)

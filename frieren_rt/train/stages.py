@@ -90,6 +90,9 @@ class StageConfig:
     event_weight: float = 1.0
     # reflow / distill
     cfg_scale: float = 4.5
+    # Guidance scale on sounds' tails for the teacher's reflow samples and the students' guided velocity (None:
+    # cfg_scale everywhere; frieren_rt.flow.guidance.tail_guidance_scale).
+    tail_cfg_scale: float | None = None
     teacher_steps: int = 25
     reflow_pairs: int = 4096
     threads: int = 2
@@ -347,8 +350,9 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------
-def guided(model: FoleyModel, batch: WindowBatch, scale: float):
-    return cfg_velocity(model, batch.cond, None, scale, **_model_kwargs(batch))
+def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: float | None = None):
+    s = model.guidance_scale(batch.cond, batch.cond_index, scale, tail_scale)
+    return cfg_velocity(model, batch.cond, None, s, **_model_kwargs(batch))
 
 
 @torch.no_grad()
@@ -360,7 +364,7 @@ def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, ge
     for _ in tqdm(range(0, cfg.reflow_pairs, 64), desc="reflow pairs", unit="x64"):
         batch = sampler.batch(64, gen, sample_posterior=False)
         x0 = torch.randn(batch.x1.shape, generator=gen)
-        x1 = euler(guided(teacher, batch, cfg.cfg_scale), x0, cfg.teacher_steps)
+        x1 = euler(guided(teacher, batch, cfg.cfg_scale, cfg.tail_cfg_scale), x0, cfg.teacher_steps)
         # Known latents stay the data's: the student is asked only for the free part, like its teacher.
         x1 = torch.where(batch.mask.bool(), batch.x1, x1)
         chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
@@ -443,7 +447,7 @@ def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     """Reflow: the student's guided velocity toward (sample - noise) on the straight path (no CFG dropout)."""
 
     def loss(model, batch, x0, gen):
-        return masked_flow_loss(guided(model, batch, cfg.cfg_scale), batch, gen, x0=x0)
+        return masked_flow_loss(guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale), batch, gen, x0=x0)
 
     return _student_stage(run, cfg, "reflow", "base.safetensors", "reflow.safetensors", loss, time_budget_s)
 
@@ -455,7 +459,7 @@ def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
     def loss(model, batch, x0, gen):
         t0 = torch.zeros(x0.shape[0])
-        x1 = x0 + guided(model, batch, cfg.cfg_scale)(x0, t0)
+        x1 = x0 + guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale)(x0, t0)
         return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
     return _student_stage(run, cfg, "distill", "reflow.safetensors", "distill.safetensors", loss, time_budget_s)

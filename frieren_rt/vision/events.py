@@ -27,7 +27,7 @@ from torch import nn
 from .encoder import to_unit_float
 
 __all__ = ["DetectorConfig", "EventDetector", "class_traces", "detector_loss", "event_trace", "feature_posteriors",
-           "onset_peaks", "onset_scores"]
+           "onset_peaks", "onset_scores", "tail_presence"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +158,27 @@ def event_trace(posteriors: torch.Tensor, decay: float) -> torch.Tensor:
 def class_traces(features: torch.Tensor, num_classes: int, decay: float) -> torch.Tensor:
     """(B, S, D) frame features -> (B, S, K) :func:`event_trace` of the detector's K class posteriors."""
     return event_trace(feature_posteriors(features, num_classes)[..., :-1], decay)
+
+
+def tail_presence(features: torch.Tensor, cond_index: torch.Tensor, num_classes: int, *, decay: float = 0.93,
+                  delay: int = 2) -> torch.Tensor:
+    """How deep each latent lies in the tail of a detected sound: (B, S, D) frame features, cond_index (B, T) or
+    (T,) frame per latent -> (B, 1, T) in [0, 1].
+
+    The event trace of onsets at least ``delay`` frames back, max over r <= s - delay of p[r] decay ** (s - r),
+    times 1 - the largest P(event) of the last ``delay`` frames: 0 on a sound's first ``delay`` frames (its
+    attack) and wherever a new onset is seen, near 1 just after the attack, fading with ``decay`` per frame
+    (0.93: 0.5 after 0.33 s at 30 fps). Causal, like event_trace.
+    """
+    post = feature_posteriors(features, num_classes)  # (B, S, K + 1), "no event" last
+    s = post.shape[1]
+    trace = event_trace(post[..., :-1], decay).amax(-1)  # (B, S)
+    held = torch.nn.functional.pad(trace, (delay, 0))[:, :s] * decay**delay  # frame s reads onsets at r <= s - delay
+    p_event = 1.0 - post[..., -1]  # (B, S)
+    recent = torch.stack([torch.nn.functional.pad(p_event, (k, 0))[:, :s] for k in range(delay)]).amax(0)
+    tail = (held * (1.0 - recent)).clamp(0.0, 1.0)  # (B, S)
+    index = cond_index.expand(tail.shape[0], -1) if cond_index.dim() == 1 else cond_index
+    return tail.gather(1, index.long())[:, None]  # (B, 1, T)
 
 
 def onset_peaks(p_event: torch.Tensor, threshold: float) -> list[int]:

@@ -16,6 +16,7 @@ from frieren_rt.flow import (
     euler,
     guidance_distillation_loss,
     guided_states,
+    tail_guidance_scale,
 )
 from frieren_rt.model import VectorField, preset
 from tests.flow.toy import CFG_SCALE, NUM_CLASSES, train
@@ -120,3 +121,11 @@ def test_guidance_distilled_student_matches_guided_velocity_in_one_pass(base, he
         f"network passes per sample: {teacher_net.rows // len(labels)} -> {student_net.rows // len(labels)}")
     sample_err = (single - guided).norm(dim=1).mean().item()
     assert sample_err < 0.1, f"single-pass samples differ from guided ones by {sample_err:.3f} "
+
+
+def test_tail_guidance_scale_eases_from_the_full_scale_to_the_tail_scale_per_latent():
+    tail = torch.tensor([[[0.0, 0.5, 1.0]]])  # (B, 1, T)
+    scale = tail_guidance_scale(tail, 4.5, 1.5)
+    torch.testing.assert_close(scale, torch.tensor([[[4.5, 3.0, 1.5]]]))
+    v_u, v_c = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
+    torch.testing.assert_close(combine_guidance(v_u, v_c, scale), scale.expand(1, 2, 3))  # one scale per latent

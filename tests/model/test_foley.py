@@ -83,3 +83,18 @@ def test_event_traces_need_class_posteriors_and_decays_below_one():
         replace(_traced(), event_classes=0)
     with pytest.raises(ValueError, match="decays"):
         _traced((0.5, 1.0))
+
+
+def test_tail_guidance_scale_needs_class_posteriors_and_keeps_onsets_at_the_full_scale():
+    import pytest  # noqa: PLC0415
+
+    cond = torch.zeros(1, 6, 8 + 5 + 3)
+    cond[0, :, -1] = 1.0  # "no event" everywhere ...
+    cond[0, 1, -2:] = torch.tensor([1.0, 0.0])  # ... but an onset on frame 1
+    index = torch.arange(6)
+    traced = FoleyModel(_traced())
+    assert traced.guidance_scale(cond, index, 4.5) == 4.5  # no tail scale: one scale
+    scale = traced.guidance_scale(cond, index, 4.5, 1.5)[0, 0]  # (T,) of (B, 1, T)
+    assert scale[:3].tolist() == [4.5, 4.5, 4.5] and bool((scale[3:] < 4.5).all())
+    with pytest.raises(ValueError, match="class posteriors"):
+        FoleyModel(_config(event_dim=3)).guidance_scale(cond, index, 4.5, 1.5)

@@ -145,3 +145,20 @@ def test_event_trace_holds_a_one_frame_peak_with_its_decay_and_reads_no_later_fr
     torch.testing.assert_close(event_trace(later, 0.5)[:, :4], trace[:, :4])
     post[0, 2, 0] = 0.9  # a fresh peak above the fading one replaces it
     assert abs(float(event_trace(post, 0.5)[0, 2, 0]) - 0.9) < 1e-6
+
+
+def test_tail_presence_spares_the_attack_and_a_new_onset_and_fades_over_the_tail():
+    from frieren_rt.vision.events import tail_presence  # noqa: PLC0415
+
+    k = 2
+    feats = torch.zeros(1, 8, 3 + k + 1)  # [other features | class posteriors | "no event"]
+    feats[0, :, -1] = 1.0
+    feats[0, 1, -(k + 1):] = torch.tensor([1.0, 0.0, 0.0])  # an onset on frame 1
+    feats[0, 6, -(k + 1):] = torch.tensor([0.0, 1.0, 0.0])  # a new onset on frame 6
+    tail = tail_presence(feats, torch.arange(8), k, decay=0.5, delay=2)[0, 0]
+    assert tail[:3].tolist() == [0.0, 0.0, 0.0]  # before the onset, and its attack (frames 1-2)
+    torch.testing.assert_close(tail[3:6], torch.tensor([0.25, 0.125, 0.0625]))  # the tail, fading
+    assert tail[6:].tolist() == [0.0, 0.0]  # a new onset and its next frame get the attack's full guidance
+    index = torch.tensor([[0, 3, 3, 4]])  # latents read the frame nearest their time
+    torch.testing.assert_close(tail_presence(feats, index, k, decay=0.5, delay=2)[0, 0],
+                               torch.tensor([0.0, 0.25, 0.25, 0.125]))
