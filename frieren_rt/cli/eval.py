@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
                    help="world split to evaluate on (default test; train checks fitting, not generalisation)")
     p.add_argument("--quick", action="store_true", help="only the 1-step rows, base 25 steps and the references")
+    p.add_argument("--row", action="append", default=None, metavar="VARIANT:STEPS[:CFG[:TAIL_CFG]]",
+                   help="evaluate this row instead of the table (repeatable), e.g. --row base:25:2 --row distill:1")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
@@ -25,11 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from frieren_rt.eval.runner import DEFAULT_ROWS, QUICK_ROWS, evaluate, markdown_table  # noqa: PLC0415
+    from frieren_rt.eval.runner import DEFAULT_ROWS, QUICK_ROWS, evaluate, markdown_table, parse_row  # noqa: PLC0415
 
     if args.clips < 2:
         raise ValueError("--clips must be >= 2 (FD needs a set, the mismatched row a second clip)")
-    report = evaluate(args.weights, clips=args.clips, rows=QUICK_ROWS if args.quick else DEFAULT_ROWS,
+    rows = [parse_row(r) for r in args.row] if args.row else QUICK_ROWS if args.quick else DEFAULT_ROWS
+    report = evaluate(args.weights, clips=args.clips, rows=rows,
                       vocoder=args.vocoder, out=args.output, split=args.split)
     print(markdown_table(report))
     print(f"(report: {args.output})")

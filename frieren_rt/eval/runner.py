@@ -82,6 +82,25 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
             "fd": frechet_distance(emb, true_emb), "kl": paired_kl(true_post, post)}
 
 
+def parse_row(spec: str) -> EvalRow:
+    """``VARIANT:STEPS[:CFG[:TAIL_CFG]]`` (e.g. ``distill:1``, ``base:25:2``, ``base:25:4.5:1.5``) -> an Euler row
+    with the event gate on, named after the spec; ValueError saying the format otherwise."""
+    from frieren_rt.pipeline import VARIANTS  # noqa: PLC0415
+
+    parts = spec.split(":")
+    try:
+        if not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS:
+            raise ValueError
+        steps = int(parts[1])
+        cfg, tail = (float(x) if x else None for x in (parts[2:] + ["", ""])[:2])
+    except ValueError:
+        raise ValueError(f"row {spec!r}: expected VARIANT:STEPS[:CFG[:TAIL_CFG]] with VARIANT one of "
+                         f"{list(VARIANTS)}, e.g. distill:1 or base:25:4.5:1.5") from None
+    name = f"{parts[0]}, Euler {steps}" + ("" if cfg is None else f", CFG {cfg:g}") + (
+        "" if tail is None else f", tail CFG {tail:g}")
+    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail)
+
+
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
              train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test") -> dict:
     """Run ``rows`` on the first ``clips`` world clips of ``split`` (test; train checks fitting rather than

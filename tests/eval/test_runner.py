@@ -1,0 +1,20 @@
+"""Custom evaluation rows from the command line (frieren_rt/eval/runner.py parse_row)."""
+
+from __future__ import annotations
+
+import pytest
+
+from frieren_rt.eval.runner import EvalRow, parse_row
+
+
+def test_a_row_spec_names_variant_steps_and_guidance():
+    assert parse_row("distill:1") == EvalRow("distill, Euler 1", "distill", 1)
+    assert parse_row("base:25:2") == EvalRow("base, Euler 25, CFG 2", "base", 25, cfg=2.0)
+    assert parse_row("base:25:4.5:1.5") == EvalRow("base, Euler 25, CFG 4.5, tail CFG 1.5", "base", 25, cfg=4.5,
+                                                   tail_cfg=1.5)
+
+
+@pytest.mark.parametrize("spec", ["distill", "teacher:1", "base:x", "base:25:a", "base:25:4.5:1.5:9"])
+def test_a_malformed_row_spec_says_the_format(spec):
+    with pytest.raises(ValueError, match="VARIANT:STEPS"):
+        parse_row(spec)
