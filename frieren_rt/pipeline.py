@@ -43,7 +43,7 @@ class GenerationOptions:
     velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
     audio only around frames the event detector marks (frieren_rt/windowing/gate.py; models that read detector
     features only); tail_cfg: the guidance scale on sounds' tails for the two-pass variants (None: ``cfg``
-    everywhere; the shipped students learned theirs from the teacher, frieren_rt.flow.guidance)."""
+    everywhere, as the shipped students were trained; frieren_rt.flow.guidance.tail_guidance_scale)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -84,11 +84,9 @@ class GuidedModel(nn.Module):
         self.model, self.scale, self.tail_scale = model, scale, tail_scale
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
-        if self.tail_scale is None:
-            if self.scale == 1.0:
-                return self.model(x, t, cond, **kw)
-            return cfg_velocity(self.model, cond, None, self.scale, **kw)(x, t)
-        scale = self.model.guidance_scale(cond, kw["cond_index"], self.scale, self.tail_scale)
+        if self.tail_scale is None and self.scale == 1.0:
+            return self.model(x, t, cond, **kw)
+        scale = self.model.guidance_scale(cond, kw.get("cond_index"), self.scale, self.tail_scale)
         return cfg_velocity(self.model, cond, None, scale, **kw)(x, t)
 
 
@@ -164,8 +162,8 @@ class FoleyPipeline:
         self.geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
         self.device = device
         # Built once, so compiled graphs / CUDA graphs / engines survive across generate() calls (issue 5).
-        self.velocity = apply_backend(GuidedModel(self.model, options.scale, options.tail_cfg), options.backend, device=device,
-                                      precision=options.precision)
+        self.velocity = apply_backend(GuidedModel(self.model, options.scale, options.tail_cfg), options.backend,
+                                      device=device, precision=options.precision)
 
     @classmethod
     def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,

@@ -99,3 +99,29 @@ def test_gated_generation_on_cuda_matches_the_cpu() -> None:
     rel = np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-6)
     print(f"cuda vs cpu: relative L2 {rel:.2e}, muted {np.mean(a == 0.0):.2f}")
     assert rel <= 5e-2  # TF32 convolutions and Triton's dots on the GPU
+
+
+def test_tail_guidance_equal_to_the_scale_is_plain_guidance_and_a_lower_one_changes_only_tails() -> None:
+    import torch  # noqa: PLC0415
+
+    from frieren_rt.model.foley import FoleyModel  # noqa: PLC0415
+    from frieren_rt.pipeline import GuidedModel, default_weights_dir  # noqa: PLC0415
+
+    model = FoleyModel.from_pretrained(default_weights_dir() / "base.safetensors")
+    k = model.cfg.event_classes
+    torch.manual_seed(0)
+    cond = torch.randn(1, 12, model.cfg.feature_dim) * 0.1
+    cond[..., -(k + 1):] = 0.0
+    cond[..., -1] = 1.0  # no event anywhere ...
+    x, t, index = torch.randn(1, model.latent_channels, 24), torch.tensor([0.3]), torch.arange(24) // 2
+    kw = {"cond_index": index}
+    with torch.no_grad():
+        plain = GuidedModel(model, 4.5)(x, t, cond, **kw)
+        torch.testing.assert_close(GuidedModel(model, 4.5, 4.5)(x, t, cond, **kw), plain)
+        torch.testing.assert_close(GuidedModel(model, 4.5, 1.0)(x, t, cond, **kw), plain)  # ... so no tail
+        cond[0, 2, -(k + 1):] = 0.0
+        cond[0, 2, -(k + 1)] = 1.0  # an onset of class 0 on frame 2: latents 8 on read frames >= 4, the tail
+        plain = GuidedModel(model, 4.5)(x, t, cond, **kw)
+        tail = GuidedModel(model, 4.5, 1.0)(x, t, cond, **kw)
+    torch.testing.assert_close(tail[..., :6], plain[..., :6])  # frames 0-2 and the attack: full guidance
+    assert not torch.allclose(tail[..., 8:], plain[..., 8:])

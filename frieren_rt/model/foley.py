@@ -103,12 +103,15 @@ class FoleyModel(nn.Module):
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(cond)
 
-    def guidance_scale(self, cond: torch.Tensor, cond_index: torch.Tensor, scale: float,
+    def guidance_scale(self, cond: torch.Tensor, cond_index: torch.Tensor | None, scale: float,
                        tail_scale: float | None = None) -> float | torch.Tensor:
         """``scale``, or with ``tail_scale`` the per-latent (B, 1, T) CFG scale that eases to it on the tails of
-        the sounds the detector features in ``cond`` (B, S, D) report (frieren_rt.flow.tail_guidance_scale)."""
+        the sounds the detector features in ``cond`` (B, S, D) report (frieren_rt.flow.tail_guidance_scale);
+        cond_index (B, T) or (T,): the frame each latent reads."""
         if tail_scale is None:
             return scale
+        if cond_index is None:
+            raise ValueError("tail guidance needs cond_index, the frame each latent reads")
         if not self.cfg.event_classes:
             raise ValueError("tail guidance needs a model that reads the event detector's class posteriors "
                              "(trained with trace_decays)")
