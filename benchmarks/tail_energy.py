@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from frieren_rt.data import FeatureCache
-from frieren_rt.flow import cfg_velocity, euler
+from frieren_rt.flow import euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.train.data import WindowSampler
-from frieren_rt.train.stages import StageConfig, geometry_of, latents_of, load_vae
+from frieren_rt.train.stages import StageConfig, geometry_of, guided, latents_of, load_vae
 
 AFTER_ONSET = 30  # latents from the onset to the window's end
 KNOWN_AFTER_ONSET = 10  # latents of the sound the "continue" prefix already holds
@@ -67,10 +67,8 @@ def main() -> None:
                     continue
                 for mode, gap in (("continue", AFTER_ONSET - KNOWN_AFTER_ONSET), ("fresh", w)):
                     b = sampler.window(seed, end, gap, gen, False)
-                    kw = {"cond_index": b.cond_index, "known": b.known, "mask": b.mask}
-                    s = model.guidance_scale(b.cond, b.cond_index, scale, args.tail_cfg)
-                    v = cfg_velocity(model, b.cond, None, s, **kw)
-                    x1 = euler(v, torch.randn(b.x1.shape, generator=gen), args.steps)
+                    x1 = euler(guided(model, b, scale, args.tail_cfg), torch.randn(b.x1.shape, generator=gen),
+                               args.steps)
                     first = 2 * (w - gap)  # first generated mel frame (the VAE halves time)
                     true_level, true_prof = level_and_profile(vae, b.x1, first)
                     gen_level, gen_prof = level_and_profile(vae, x1, first)

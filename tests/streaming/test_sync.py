@@ -36,7 +36,8 @@ fitted transport 23-31 ms, matched 0.64 / 0.64 / 0.73 / 0.82 / 0.73, matched res
 clip 0.00; with the per-class gate holds: 204 ms, 33 ms, 0.73, 0.00. runs/small13 (shipped 2026-11-27), one
 run: 240 ms, 30 ms, matched 1.00 (11 of 11), mismatched clip 0.00. runs/small18 (shipped later that day), one
 run: 195 ms, 32 ms, matched 1.00 (11 of 11), mismatched clip 0.10. runs/small14 (shipped 2026-11-27 06:00), one
-run: 196 ms, 30 ms, matched 0.91 (10 of 11), mismatched clip 0.00.
+run: 196 ms, 30 ms, matched 0.91 (10 of 11), mismatched clip 0.00. runs/small19 (shipped 2026-11-27 09:00), one
+run: 198 ms, 26 ms, matched 0.91 (10 of 11), mismatched clip 0.00.
 """
 
 from __future__ import annotations
