@@ -43,6 +43,19 @@ def test_cli_no_event_gate_reaches_the_options() -> None:
     assert sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4"]).event_gate is True
 
 
+def test_offline_generation_defaults_to_the_pretrained_vocoder() -> None:
+    # Offline has no per-hop budget: HiFi-GAN universal keeps about twice the class identity of the student
+    # (MODEL_CARD.md, evaluation), so the student is opt-in there.
+    import argparse  # noqa: PLC0415
+
+    from frieren_rt.cli import generate  # noqa: PLC0415
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    generate.register(sub)
+    assert sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4"]).vocoder == "hifigan"
+    assert sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4", "--vocoder", "student"]).vocoder == "student"
+
+
 def test_a_gate_file_can_set_the_class_confidence_floor(tmp_path) -> None:
     import json  # noqa: PLC0415
     from types import SimpleNamespace  # noqa: PLC0415

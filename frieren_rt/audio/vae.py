@@ -38,7 +38,9 @@ class VAEConfig:
     res-block conv kernel; io_kernel: kernel of the first and last convs; groups: GroupNorm groups;
     norm_over_time: GroupNorm statistics over (channels in group x time) as Make-An-Audio 2 (chunk dependent)
     instead of per frame; latent_scale: multiply z by this for the flow model (1 / std of training latents;
-    0.18215 in Frieren); kl_weight: weight of the KL term in :func:`vae_loss`.
+    0.18215 in Frieren); kl_weight: weight of the KL term in :func:`vae_loss`; decoder_widths /
+    decoder_res_blocks: the decoder's own sizes (None: widths / res_blocks), so a wider decoder can be trained
+    on a frozen encoder's latents without changing them (``frieren-rt train decoder``).
     """
 
     mel_channels: int = 80
@@ -52,13 +54,17 @@ class VAEConfig:
     latent_scale: float = 1.0
     kl_weight: float = 1e-4
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)
+    decoder_widths: tuple[int, ...] | None = None
+    decoder_res_blocks: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.widths) < 2:
             raise ValueError(
                 f"widths needs >= 2 levels (before and after the 2x downsampling), got {self.widths}"
             )
-        for w in self.widths:
+        if self.decoder_widths is not None and len(self.decoder_widths) != len(self.widths):
+            raise ValueError(f"decoder_widths {self.decoder_widths} needs as many levels as widths {self.widths}")
+        for w in self.widths + (self.decoder_widths or ()):
             if w % self.groups:
                 raise ValueError(f"width {w} not divisible by groups={self.groups}")
         if self.kernel % 2 == 0 or self.io_kernel % 2 == 0:
@@ -210,15 +216,16 @@ class VAEDecoder(nn.Module):
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        w = cfg.widths[::-1]  # deepest first
+        w = (cfg.decoder_widths or cfg.widths)[::-1]  # deepest first
+        blocks = cfg.res_blocks if cfg.decoder_res_blocks is None else cfg.decoder_res_blocks
         self.conv_in = nn.Conv1d(cfg.z_channels, w[0], cfg.io_kernel, padding=cfg.io_kernel // 2)
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(w[:-1], w[1:])):
-            layers += [ResBlock(c_in, c_in, cfg) for _ in range(cfg.res_blocks)]
+            layers += [ResBlock(c_in, c_in, cfg) for _ in range(blocks)]
             if i == len(w) - 2:  # the last level returns to the mel rate
                 layers.append(Upsample(c_in, cfg.kernel))
             layers.append(ResBlock(c_in, c_out, cfg))
-        layers += [ResBlock(w[-1], w[-1], cfg) for _ in range(cfg.res_blocks - 1)]
+        layers += [ResBlock(w[-1], w[-1], cfg) for _ in range(blocks - 1)]
         self.blocks = nn.Sequential(*layers)
         self.norm_out = Norm(w[-1], cfg.groups, cfg.norm_over_time)
         self.conv_out = nn.Conv1d(w[-1], cfg.mel_channels, cfg.io_kernel, padding=cfg.io_kernel // 2)

@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=None,
                    help="classifier-free guidance scale (default: 4.5, or 1 for --model single, whose weights "
                    "fold guidance in; 1 = one network pass, no guidance)")
+    p.add_argument("--vocoder", choices=["hifigan", "student"], default="hifigan",
+                   help="mel -> waveform: hifigan (default; the pretrained HiFi-GAN universal: offline quality, "
+                   "about 0.5 s per second of audio on one CPU core) or student (the streaming engine's small "
+                   "distilled vocoder: several times faster, and it loses about half of the class identity the "
+                   "universal one keeps, MODEL_CARD.md); ignored with --model official")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
     p.add_argument("--wav", type=Path, default=None,
                    help="also write the generated audio as a WAV (22.05 kHz; 16 kHz with --model official)")
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         options = GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                                     sampler=args.sampler, cfg=args.cfg, backend=args.backend,
-                                    precision=args.precision, event_gate=args.event_gate)
+                                    precision=args.precision, event_gate=args.event_gate, vocoder=args.vocoder)
         pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
     video = read_video(args.input)
     start = time.monotonic()

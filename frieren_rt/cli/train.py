@@ -11,6 +11,7 @@ STAGE_HELP = {
     "clips",
     "cache": "render world clips and cache their mel spectrograms and frozen visual features",
     "vae": "train the 1-D mel KL-VAE (2x temporal downsampling) and measure its reconstruction",
+    "decoder": "retrain the VAE decoder at a larger size on the frozen encoder (latents and flow models unchanged)",
     "flow": "train the base rectified-flow model on streaming windows (CFG dropout, known-latent prefixes)",
     "reflow": "generate 25-step CFG teacher pairs from the base model and reflow the guided velocity",
     "distill": "one-step distillation of the reflow model (t = 0, x1 = x0 + v_guided)",
@@ -22,7 +23,7 @@ STAGE_HELP = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train the small model: detector | cache | vae | flow | reflow | distill | single | vocoder | export",
+        "train", help="train the small model: detector | cache | vae | decoder | flow | reflow | distill | single | vocoder | export",
         description="Run one stage of the training recipe (in order: detector, cache, vae, flow, reflow, distill, single). "
         "Each stage reads and writes the run folder, checkpoints as it goes and resumes when run again. "
         + " ".join(f"{k}: {v}." for k, v in STAGE_HELP.items()),

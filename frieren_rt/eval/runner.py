@@ -26,7 +26,8 @@ __all__ = ["EvalRow", "DEFAULT_ROWS", "evaluate", "markdown_table"]
 class EvalRow:
     """name: table label; variant: shipped model file (None for the true / mismatched rows); steps; sampler;
     cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py);
-    tail_cfg: the guidance scale on sounds' tails (GenerationOptions.tail_cfg)."""
+    tail_cfg: the guidance scale on sounds' tails (GenerationOptions.tail_cfg); vocoder: "student" or "hifigan"
+    for this row (None: the evaluation's --vocoder)."""
 
     name: str
     variant: str | None
@@ -35,24 +36,30 @@ class EvalRow:
     cfg: float | None = None
     event_gate: bool = True
     tail_cfg: float | None = None
+    vocoder: str | None = None
 
 
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("ground truth (ceiling)", None),
     EvalRow("mismatched clip (floor)", "mismatched"),
     EvalRow("true audio through VAE + vocoder (audio-stack ceiling)", "reconstruction"),
+    EvalRow("true audio through VAE + HiFi-GAN universal (offline audio-stack ceiling)", "reconstruction",
+            vocoder="hifigan"),
     EvalRow("base, Euler 1", "base", 1), EvalRow("base, Euler 5", "base", 5), EvalRow("base, Euler 25", "base", 25),
     EvalRow("base, Dopri5", "base", None, "dopri5"),
     EvalRow("reflow, Euler 1", "reflow", 1), EvalRow("reflow, Euler 5", "reflow", 5),
     EvalRow("reflow, Euler 25", "reflow", 25),
     EvalRow("reflow + distill, Euler 1", "distill", 1),
     EvalRow("single-pass student, Euler 1", "single", 1),
+    # Offline generation's default vocoder (frieren-rt generate): the pretrained teacher, too slow to stream.
+    EvalRow("reflow + distill, Euler 1, HiFi-GAN universal (offline)", "distill", 1, vocoder="hifigan"),
     EvalRow("reflow + distill, Euler 1, no event gate", "distill", 1, event_gate=False),
     EvalRow("single-pass student, Euler 1, no event gate", "single", 1, event_gate=False),
 )
 QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
-    "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
+    "true audio through VAE + HiFi-GAN universal (offline audio-stack ceiling)",
+    "reflow + distill, Euler 1, HiFi-GAN universal (offline)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
     "reflow + distill, Euler 1", "single-pass student, Euler 1", "reflow + distill, Euler 1, no event gate",
     "single-pass student, Euler 1, no event gate"})
 
@@ -83,22 +90,24 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
 
 
 def parse_row(spec: str) -> EvalRow:
-    """``VARIANT:STEPS[:CFG[:TAIL_CFG]]`` (e.g. ``distill:1``, ``base:25:2``, ``base:25:4.5:1.5``) -> an Euler row
-    with the event gate on, named after the spec; ValueError saying the format otherwise."""
+    """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER]`` (e.g. ``distill:1``, ``base:25:2``, ``base:25:4.5:1.5``,
+    ``distill:1@hifigan``) -> an Euler row with the event gate on, named after the spec; ValueError saying the
+    format otherwise."""
     from frieren_rt.pipeline import VARIANTS  # noqa: PLC0415
 
+    spec, _, vocoder = spec.partition("@")
     parts = spec.split(":")
     try:
-        if not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS:
+        if not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS or vocoder not in ("", "student", "hifigan"):
             raise ValueError
         steps = int(parts[1])
         cfg, tail = (float(x) if x else None for x in (parts[2:] + ["", ""])[:2])
     except ValueError:
-        raise ValueError(f"row {spec!r}: expected VARIANT:STEPS[:CFG[:TAIL_CFG]] with VARIANT one of "
-                         f"{list(VARIANTS)}, e.g. distill:1 or base:25:4.5:1.5") from None
+        raise ValueError(f"row {spec!r}: expected VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan] with VARIANT "
+                         f"one of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5 or distill:1@hifigan") from None
     name = f"{parts[0]}, Euler {steps}" + ("" if cfg is None else f", CFG {cfg:g}") + (
-        "" if tail is None else f", tail CFG {tail:g}")
-    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail)
+        "" if tail is None else f", tail CFG {tail:g}") + (f", {vocoder}" if vocoder else "")
+    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None)
 
 
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
@@ -128,15 +137,17 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             per_clip = [_metrics(test[(i + 1) % len(test)].audio, c, tools) for i, c in enumerate(test)]
             timing = None
         elif row.variant == "reconstruction":  # what the generated rows could reach with a perfect flow model
-            pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=vocoder))
+            pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=row.vocoder or vocoder))
             per_clip = [_metrics(reconstruct(pipe, c.audio), c, tools) for c in tqdm(test, desc=row.name)]
             timing = None
         else:
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
-                                        vocoder=vocoder, event_gate=row.event_gate, tail_cfg=row.tail_cfg)
-            if row.variant not in pipes:
-                pipes[row.variant] = FoleyPipeline.from_dir(weights, options)
-            pipe = pipes[row.variant].with_options(options)
+                                        vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
+                                        tail_cfg=row.tail_cfg)
+            key = (row.variant, options.vocoder)
+            if key not in pipes:
+                pipes[key] = FoleyPipeline.from_dir(weights, options)
+            pipe = pipes[key].with_options(options)
             per_clip, stages, seconds = [], {}, 0.0
             for clip in tqdm(test, desc=row.name):
                 t0 = time.perf_counter()

@@ -57,6 +57,9 @@ class StageConfig:
     # vae
     vae_preset: str = "small"
     vae_segment_frames: int = 128
+    # decoder: a wider VAE decoder trained on the run's frozen encoder (None: the encoder's sizes)
+    vae_decoder_widths: tuple[int, ...] | None = None
+    vae_decoder_res_blocks: int | None = None
     # flow
     window_s: float = 1.6
     hop_s: float = 0.2
@@ -105,6 +108,7 @@ class StageConfig:
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "detector": {"steps": 2500, "batch_size": 8, "lr": 2e-3, "warmup": 100, "weight_decay": 1e-2},
     "vae": {"steps": 3000, "batch_size": 16, "lr": 5e-4},
+    "decoder": {"steps": 4000, "batch_size": 16, "lr": 5e-4},
     "flow": {"steps": 6000, "batch_size": 32, "lr": 5e-4},
     "reflow": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
     "distill": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "warmup": 100},
@@ -197,7 +201,7 @@ def stage_vae(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -
         mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
         out = vae_loss(vae, mel, generator=gen)
         _sgd_step(out["loss"], opt, params, cfg, i)
-        return {k: float(v) for k, v in out.items()}
+        return {k: float(v.detach()) for k, v in out.items()}
 
     train_loop(step, state, total_steps=cfg.steps, folder=run / "vae", desc="vae", time_budget_s=time_budget_s)
     if state.step < cfg.steps:
@@ -220,6 +224,49 @@ def evaluate_vae(vae: MelVAE, cache: FeatureCache) -> dict[str, float]:
         l1.append(float((hat - mel).abs().mean()))
         snr.append(float(10 * torch.log10(mel.var() / (hat - mel).pow(2).mean())))
     return {"val_mel_l1": sum(l1) / len(l1), "val_mel_snr_db": sum(snr) / len(snr)}
+
+
+# --- stage: decoder ---------------------------------------------------------------------------------------
+def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
+    """Retrain the VAE's decoder, at its own (larger) size, on the frozen encoder's posterior samples.
+
+    The encoder and latent scale stay bit-identical, so the cached latents and every flow model trained on them
+    keep working: only mel quality changes (the small decoder is where most of the audio stack's class identity
+    is lost: MODEL_CARD.md, "What was tried"). The run's ``vae.safetensors`` is replaced; the original is kept
+    as ``vae_source.safetensors``, which later runs of this stage read.
+    """
+    source = run / "vae_source.safetensors"
+    if not source.is_file():
+        if not (run / "vae.safetensors").is_file():
+            raise FileNotFoundError(f"{run / 'vae.safetensors'} not found: run 'frieren-rt train vae' first")
+        (run / "vae.safetensors").rename(source)
+    frozen = load_vae(source)
+    vae = MelVAE(replace(frozen.cfg, decoder_widths=cfg.vae_decoder_widths,
+                         decoder_res_blocks=cfg.vae_decoder_res_blocks))
+    vae.encoder.load_state_dict(frozen.encoder.state_dict())
+    vae.encoder.requires_grad_(False).eval()
+    cache = FeatureCache(run / "cache_train")
+    params = list(vae.decoder.parameters())
+    opt = _optimizer(params, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    state = TrainState(step=0, modules={"decoder": vae.decoder}, optimizers={"opt": opt}, generator=gen)
+
+    def step(i: int) -> dict[str, float]:
+        mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
+        with torch.no_grad():
+            z = vae.encode(mel).sample(gen)  # samples, not means: the flow's latents are never exact
+        recon = (vae.decode(z) - mel).abs().mean()
+        _sgd_step(recon, opt, params, cfg, i)
+        return {"recon": float(recon.detach())}
+
+    train_loop(step, state, total_steps=cfg.steps, folder=run / "decoder", desc="decoder",
+               time_budget_s=time_budget_s)
+    if state.step < cfg.steps:
+        return {"done": False, "step": state.step}
+    save_vae(vae.eval(), run / "vae.safetensors")
+    val = FeatureCache(run / "cache_val")
+    before = {f"source_{k}": v for k, v in evaluate_vae(frozen, val).items()}
+    return {"done": True, **before, **evaluate_vae(vae, val)}
 
 
 # --- stage: latents ----------------------------------------------------------------------------------------
@@ -505,7 +552,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
             wav_b.append(targets[k][s * 256 : (s + seg) * 256])
         out = vocoder_loss(student, logmel, torch.stack(mel_b), torch.stack(wav_b))
         _sgd_step(out["loss"], opt, params, cfg, i)
-        return {k: float(v) for k, v in out.items()}
+        return {k: float(v.detach()) for k, v in out.items()}
 
     train_loop(step, state, total_steps=cfg.steps, folder=run / "vocoder", desc="vocoder",
                time_budget_s=time_budget_s)
@@ -578,7 +625,7 @@ def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     return {"dest": str(dest), "bytes": sizes, "total_mb": round(sum(sizes.values()) / 1e6, 2)}
 
 
-STAGES = {"detector": stage_detector, "cache": stage_cache, "vae": stage_vae, "flow": stage_flow, "reflow": stage_reflow,
+STAGES = {"detector": stage_detector, "cache": stage_cache, "vae": stage_vae, "decoder": stage_decoder, "flow": stage_flow, "reflow": stage_reflow,
           "distill": stage_distill, "single": stage_single,
           "vocoder": stage_vocoder, "export": stage_export}
 

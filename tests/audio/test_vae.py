@@ -84,6 +84,21 @@ def test_chunked_decode_with_stated_context_matches_full_decode():
     assert (short - full).abs().max() > 1e-3
 
 
+def test_a_decoder_can_be_wider_than_its_encoder():
+    narrow, wide = _vae(), _vae(decoder_widths=(128, 256), decoder_res_blocks=2)
+    assert [p.shape for p in wide.encoder.parameters()] == [p.shape for p in narrow.encoder.parameters()]
+    assert sum(p.numel() for p in wide.decoder.parameters()) > 4 * sum(p.numel() for p in narrow.decoder.parameters())
+    z = torch.randn(1, 8, 40, requires_grad=True)
+    wide.decode(z)[0, :, 40:42].sum().backward()  # the stated context still equals the gradient support
+    support = torch.nonzero(z.grad[0].abs().sum(0)).flatten()
+    assert (20 - int(support[0]), int(support[-1]) - 20) == wide.decoder.context_latents()
+
+
+def test_decoder_widths_need_one_width_per_level():
+    with pytest.raises(ValueError, match="as many levels"):
+        _vae(decoder_widths=(128, 256, 512))
+
+
 def test_norm_over_time_has_no_finite_context():
     with pytest.raises(ValueError, match="whole chunk"):
         _vae(norm_over_time=True).decoder.context_latents()

@@ -14,7 +14,13 @@ def test_a_row_spec_names_variant_steps_and_guidance():
                                                    tail_cfg=1.5)
 
 
-@pytest.mark.parametrize("spec", ["distill", "teacher:1", "base:x", "base:25:a", "base:25:4.5:1.5:9"])
+def test_a_row_spec_can_choose_its_vocoder():
+    assert parse_row("distill:1@hifigan") == EvalRow("distill, Euler 1, hifigan", "distill", 1, vocoder="hifigan")
+    assert parse_row("single:1:1@student").vocoder == "student"
+
+
+@pytest.mark.parametrize("spec", ["distill", "teacher:1", "base:x", "base:25:a", "base:25:4.5:1.5:9",
+                                  "distill:1@griffinlim"])
 def test_a_malformed_row_spec_says_the_format(spec):
     with pytest.raises(ValueError, match="VARIANT:STEPS"):
         parse_row(spec)

@@ -119,3 +119,52 @@ def test_event_tail_latents_mark_the_third_of_a_second_after_a_detected_onset() 
     tail = event_tail_latents(batch, k)[0, 0]
     # 0.8 ** 10 = 0.107 >= 0.1 > 0.8 ** 11: the onset frame and the 10 after it
     assert tail.tolist() == [0.0] * 5 + [1.0] * 11 + [0.0] * 4
+
+
+def _fake_cache(folder: Path, seeds: range, frames: int = 160) -> None:
+    """A feature cache on disk with random mels (the decoder stage reads only mels)."""
+    from dataclasses import asdict
+
+    import torch
+    from safetensors.torch import save_file
+
+    from frieren_rt.data import CacheConfig
+
+    folder.mkdir(parents=True)
+    (folder / "cache.json").write_text(json.dumps({"config": asdict(CacheConfig())}))
+    gen = torch.Generator().manual_seed(0)
+    tensors = {}
+    for s in seeds:
+        tensors |= {f"{s}.mel": torch.randn(80, frames, generator=gen) - 4.0, f"{s}.image": torch.zeros(1, 4),
+                    f"{s}.motion": torch.zeros(1, 4), f"{s}.frame_ts": torch.zeros(1)}
+    save_file(tensors, str(folder / "shard_00000.safetensors"))
+    (folder / "shard_00000.json").write_text(json.dumps({str(s): {"events": [], "silent_spans": []} for s in seeds}))
+
+
+def test_the_decoder_stage_widens_the_decoder_and_keeps_the_encoder_bit_identical(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.train.stages import load_vae, save_vae, stage_decoder
+
+    _fake_cache(tmp_path / "cache_train", range(3))
+    _fake_cache(tmp_path / "cache_val", range(3, 4))
+    torch.manual_seed(0)
+    save_vae(MelVAE(preset("small", latent_scale=0.7)), tmp_path / "vae.safetensors")
+    cfg = load_stage_config("decoder", steps=3, batch_size=2, vae_decoder_widths=(32, 64),
+                            vae_decoder_res_blocks=2)
+    result = stage_decoder(tmp_path, cfg)
+    source, wide = load_vae(tmp_path / "vae_source.safetensors"), load_vae(tmp_path / "vae.safetensors")
+    assert result["done"] and "source_val_mel_l1" in result and "val_mel_l1" in result
+    assert wide.cfg.decoder_widths == (32, 64) and wide.cfg.latent_scale == 0.7
+    for a, b in zip(source.encoder.state_dict().values(), wide.encoder.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the cached latents and the flow models trained on them stay valid
+    assert stage_decoder(tmp_path, cfg)["done"]  # a rerun reads the kept source, not its own output
+    assert load_vae(tmp_path / "vae_source.safetensors").cfg.decoder_widths is None
+
+
+def test_the_decoder_stage_says_which_stage_comes_first(tmp_path) -> None:  # noqa: ANN001
+    from frieren_rt.train.stages import stage_decoder
+
+    with pytest.raises(FileNotFoundError, match="train vae"):
+        stage_decoder(tmp_path, load_stage_config("decoder"))

