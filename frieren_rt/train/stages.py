@@ -103,6 +103,10 @@ class StageConfig:
     vocoder_preset: str = "v3"
     vocoder_clips: int = 60
     vocoder_segment_frames: int = 32
+    # Weight of the spectrogram-discriminator losses (0: regression only) and a student file to start from (a
+    # fine-tune; None: a fresh student of vocoder_preset): frieren_rt/train/vocoder.py.
+    vocoder_adversarial: float = 0.0
+    vocoder_init: str | None = None
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -529,18 +533,26 @@ def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None
 def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
-    from frieren_rt.train.vocoder import cached_targets, new_student, save_vocoder, vocoder_loss  # noqa: PLC0415
+    from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
+                                          cached_targets, discriminator_loss, load_vocoder, new_student,
+                                          regression_loss, save_vocoder)
 
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
     targets = cached_targets(run, mels, seeds)
-    student, logmel = new_student(cfg.vocoder_preset, cfg.seed), LogMel()
+    student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
+    logmel = LogMel()
     student.requires_grad_(True).train()
     params = list(student.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 5)
-    state = TrainState(step=0, modules={"vocoder": student}, optimizers={"opt": opt}, generator=gen)
+    modules, optimizers = {"vocoder": student}, {"opt": opt}
+    if cfg.vocoder_adversarial > 0:
+        disc = SpectrogramDiscriminator()
+        d_params = list(disc.parameters())
+        modules["discriminator"], optimizers["opt_d"] = disc, _optimizer(d_params, cfg)
+    state = TrainState(step=0, modules=modules, optimizers=optimizers, generator=gen)
     seg = cfg.vocoder_segment_frames
 
     def step(i: int) -> dict[str, float]:
@@ -550,7 +562,16 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
             s = int(torch.randint(0, mels[k].shape[1] - seg + 1, (1,), generator=gen))
             mel_b.append(mels[k][:, s : s + seg])
             wav_b.append(targets[k][s * 256 : (s + seg) * 256])
-        out = vocoder_loss(student, logmel, torch.stack(mel_b), torch.stack(wav_b))
+        mel, target = torch.stack(mel_b), torch.stack(wav_b)
+        wav = student(mel)
+        out = regression_loss(wav, logmel, mel, target)
+        if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
+            out["d"] = discriminator_loss(disc, target, wav)
+            _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)
+            disc.requires_grad_(False)
+            out |= adversarial_losses(disc, target, wav)
+            disc.requires_grad_(True)
+            out["loss"] = out["loss"] + cfg.vocoder_adversarial * (out["adv"] + 2.0 * out["fm"])
         _sgd_step(out["loss"], opt, params, cfg, i)
         return {k: float(v.detach()) for k, v in out.items()}
 

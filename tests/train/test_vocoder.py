@@ -1,0 +1,51 @@
+"""The student vocoder's training losses (frieren_rt/train/vocoder.py): regression and the spectrogram GAN."""
+
+from __future__ import annotations
+
+import torch
+
+from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses, discriminator_loss,
+                                      stft_loss)
+
+
+def test_stft_loss_is_zero_on_identical_audio_and_positive_otherwise():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4096, generator=gen)
+    assert float(stft_loss(x, x)) < 1e-6
+    assert float(stft_loss(0.5 * x, x)) > 0.1
+
+
+def test_the_discriminator_scores_every_resolution_and_reports_its_features():
+    disc = SpectrogramDiscriminator(channels=8)
+    outs = disc(torch.randn(2, 4096))
+    assert len(outs) == 3
+    for logits, feats in outs:
+        assert logits.shape[:2] == (2, 1) and len(feats) == 5 and feats[-1] is not None
+
+
+def test_a_few_discriminator_steps_tell_noise_from_smoothed_noise():
+    # The students' failure (MODEL_CARD.md): the random fine structure of noisy sounds averaged out. A
+    # discriminator must learn to see it, and the generator's losses must then be higher for the smooth audio.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    real = torch.randn(4, 4096, generator=gen)
+    smooth = torch.nn.functional.avg_pool1d(torch.randn(4, 1, 4096, generator=gen), 9, 1, 4)[:, 0] * 3.0
+    disc = SpectrogramDiscriminator(channels=8)
+    opt = torch.optim.Adam(disc.parameters(), lr=2e-3)
+    first = discriminator_loss(disc, real, smooth).item()
+    for _ in range(30):
+        opt.zero_grad()
+        discriminator_loss(disc, real, smooth).backward()
+        opt.step()
+    assert discriminator_loss(disc, real, smooth).item() < 0.5 * first
+    on_smooth, on_real = adversarial_losses(disc, real, smooth), adversarial_losses(disc, real, real)
+    assert on_smooth["adv"].item() > on_real["adv"].item() and on_smooth["fm"].item() > on_real["fm"].item()
+    assert on_real["fm"].item() < 1e-6
+
+
+def test_the_generator_side_leaves_the_discriminators_real_branch_without_gradient():
+    disc = SpectrogramDiscriminator(channels=8)
+    real, fake = torch.randn(1, 4096), torch.randn(1, 4096, requires_grad=True)
+    out = adversarial_losses(disc, real, fake)
+    (out["adv"] + out["fm"]).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
