@@ -3,7 +3,9 @@ evaluation's own metrics (frieren_rt/eval: onset F1 at +-40 ms, class accuracy o
 train-split audio, FD on aiSFX embeddings) for each VAE and vocoder given, against the true audio; plus the
 spectral flux inside sounds (mean |change| of 24 mel-band levels in dB per 10 ms, on the frames where the true
 audio's loudest band is above -40 dB, unnormalised STFT power; its digital silence reads -100): a vocoder that averages away the random fine structure of noisy sounds
-scores well below the true audio there.
+scores well below the true audio there; and the peak bias: how far the classifier's per-band peak features
+(the maximum level over each event's 0.5 s snippet, 48 bands) sit from the true audio's, in standard deviations
+of those features over the classifier's training data (negative: flattened transients).
 
     python benchmarks/stack_ceiling.py --split test --clips 24 \\
         --vae frieren_rt/weights/vae.safetensors --vocoder hifigan frieren_rt/weights/vocoder.safetensors
@@ -25,7 +27,7 @@ from tqdm import tqdm
 from frieren_rt.audio import LogMel
 from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.aisfx import Aisfx, htk_mel_filterbank
-from frieren_rt.eval.classify import fit_event_classifier
+from frieren_rt.eval.classify import event_snippets, fit_event_classifier
 from frieren_rt.eval.runner import _metrics, _summarise
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.train.stages import load_vae
@@ -75,6 +77,15 @@ def spectral_flux(audio: np.ndarray, true: np.ndarray) -> tuple[float, int]:
     return float(flux.sum()), int(both.sum())
 
 
+def peak_features(classifier, audio: np.ndarray, events) -> torch.Tensor:
+    """(E, 48) the classifier's standardised per-band maxima of each event's onset snippet."""
+    feats = classifier.features(event_snippets(audio, events, classifier.sample_rate, classifier.snippet_s),
+                                classifier.sample_rate)
+    z = (feats - classifier.linear.mean) / classifier.linear.std
+    m = classifier.features.n_mels
+    return z[:, 2 * m : 3 * m]  # LogMelStats: means, spreads, maxima, time slices
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -86,9 +97,11 @@ def main() -> None:
     vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
     vocoders = {v: HifiganGenerator.from_package() if v == "hifigan" else load_vocoder(Path(v))
                 for v in args.vocoder}
-    def flux(audios: list[np.ndarray]) -> float:
+    def flux(audios: list[np.ndarray]) -> tuple[float, float]:
         parts = [spectral_flux(a, c.audio) for a, c in zip(audios, clips, strict=True)]
-        return sum(p[0] for p in parts) / max(sum(p[1] for p in parts), 1)
+        peaks = [peak_features(tools["classifier"], a, c.events) - peak_features(tools["classifier"], c.audio, c.events)
+                 for a, c in zip(audios, clips, strict=True) if c.events]
+        return sum(p[0] for p in parts) / max(sum(p[1] for p in parts), 1), float(torch.cat(peaks).mean())
 
     rows = [("true audio", _summarise(truth, true_emb, true_post), flux([c.audio for c in clips]))]
     for vname, vocoder in vocoders.items():
@@ -97,10 +110,10 @@ def main() -> None:
             per = [_metrics(a, c, tools) for a, c in zip(audios, clips, strict=True)]
             rows.append((f"mel -> {'VAE ' + aname if vae is not None else 'no VAE'} -> {vname}",
                          _summarise(per, true_emb, true_post), flux(audios)))
-    print(f"\n{args.split}, {args.clips} clips\n| audio | onset F1 | class acc | FD (aisfx) | flux (dB / 10 ms) |"
-          "\n|---|---|---|---|---|")
-    for name, r, f in rows:
-        print(f"| {name} | {r['onset_f1']:.3f} | {r['class_acc']:.3f} | {r['fd']:.1f} | {f:.2f} |")
+    print(f"\n{args.split}, {args.clips} clips\n| audio | onset F1 | class acc | FD (aisfx) | flux (dB / 10 ms) "
+          "| peak bias (SD) |\n|---|---|---|---|---|---|")
+    for name, r, (f, peak) in rows:
+        print(f"| {name} | {r['onset_f1']:.3f} | {r['class_acc']:.3f} | {r['fd']:.1f} | {f:.2f} | {peak:+.2f} |")
 
 
 if __name__ == "__main__":
