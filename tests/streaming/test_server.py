@@ -71,7 +71,7 @@ def test_offer_client_sends_video_and_receives_continuous_20ms_audio_with_report
         stages = stats["stages"]
         assert {"features", "vector_field", "vae_decode", "vocoder", "resample", "compute"} <= set(stages)
         assert all(0 <= v["p50_s"] <= v["p95_s"] for v in stages.values())
-        assert stages["compute"]["p95_s"] == pytest.approx(stats["compute_p95_s"], rel=0.5)
+        assert stages["compute"]["p95_s"] == pytest.approx(stats["compute_p95_s"])  # one estimator for both
 
     asyncio.run(scenario())
 
