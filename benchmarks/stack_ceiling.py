@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.audio import LogMel
 from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.aisfx import Aisfx, htk_mel_filterbank
 from frieren_rt.eval.classify import event_snippets, fit_event_classifier
-from frieren_rt.eval.runner import _metrics, _summarise
+from frieren_rt.eval.runner import _metrics, _summarise, reconstruct
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.train.stages import load_vae
 from frieren_rt.train.vocoder import load_vocoder
@@ -45,20 +44,6 @@ def parse_args() -> argparse.Namespace:
                    help="'hifigan' and/or student vocoder files")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
-
-
-@torch.no_grad()
-def through(audio: np.ndarray, vae, vocoder) -> np.ndarray:
-    """(S,) true audio -> log-mel -> VAE posterior mean -> decode (if a VAE) -> vocoder -> (S,)."""
-    mel = LogMel()(torch.from_numpy(audio).float()).unsqueeze(0)  # (1, 80, M)
-    mel = mel[..., : mel.shape[-1] // 2 * 2]
-    if vae is not None:
-        mel = vae.decode(vae.encode(mel).mean)
-    wave = vocoder(mel).reshape(-1).numpy()
-    out = np.zeros_like(audio)
-    n = min(len(out), len(wave))
-    out[:n] = wave[:n]
-    return out
 
 
 def band_db(audio: np.ndarray, sample_rate: int = 22050) -> torch.Tensor:
@@ -106,7 +91,7 @@ def main() -> None:
     rows = [("true audio", _summarise(truth, true_emb, true_post), flux([c.audio for c in clips]))]
     for vname, vocoder in vocoders.items():
         for aname, vae in vaes.items():
-            audios = [through(c.audio, vae, vocoder) for c in tqdm(clips, desc=f"{aname} {vname}")]
+            audios = [reconstruct(c.audio, vocoder, vae) for c in tqdm(clips, desc=f"{aname} {vname}")]
             per = [_metrics(a, c, tools) for a, c in zip(audios, clips, strict=True)]
             rows.append((f"mel -> {'VAE ' + aname if vae is not None else 'no VAE'} -> {vname}",
                          _summarise(per, true_emb, true_post), flux(audios)))

@@ -138,7 +138,8 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = None
         elif row.variant == "reconstruction":  # what the generated rows could reach with a perfect flow model
             pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=row.vocoder or vocoder))
-            per_clip = [_metrics(reconstruct(pipe, c.audio), c, tools) for c in tqdm(test, desc=row.name)]
+            per_clip = [_metrics(reconstruct(c.audio, pipe.vocoder, pipe.vae), c, tools)
+                        for c in tqdm(test, desc=row.name)]
             timing = None
         else:
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
@@ -167,13 +168,16 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
 
 
 @torch.no_grad()
-def reconstruct(pipe, audio: np.ndarray) -> np.ndarray:
-    """True audio -> log-mel -> VAE posterior mean -> decode -> the pipeline's vocoder: the audio stack alone."""
+def reconstruct(audio: np.ndarray, vocoder, vae=None) -> np.ndarray:
+    """True audio (S,) -> log-mel -> [VAE posterior mean -> decode] -> vocoder -> (S,): the audio stack alone
+    (no VAE: the vocoder alone, benchmarks/stack_ceiling.py)."""
     from frieren_rt.audio import LogMel  # noqa: PLC0415
 
     mel = LogMel()(torch.from_numpy(audio).float()).unsqueeze(0)  # (1, 80, M)
     mel = mel[..., : mel.shape[-1] // 2 * 2]  # whole latents (2x temporal downsampling)
-    wave = pipe.vocoder(pipe.vae.decode(pipe.vae.encode(mel).mean)).reshape(-1)
+    if vae is not None:
+        mel = vae.decode(vae.encode(mel).mean)
+    wave = vocoder(mel).reshape(-1)
     out = np.zeros_like(audio)
     n = min(len(out), wave.numel())
     out[:n] = wave[:n].numpy()

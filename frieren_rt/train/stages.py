@@ -257,9 +257,9 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
     def step(i: int) -> dict[str, float]:
         mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
-        with torch.no_grad():
-            z = vae.encode(mel).sample(gen)  # samples, not means: the flow's latents are never exact
-        recon = (vae.decode(z) - mel).abs().mean()
+        # The VAE's own loss through posterior samples (not means: the flow's latents are never exact); the
+        # frozen encoder takes no gradient, so only the reconstruction term trains the decoder.
+        recon = vae_loss(vae, mel, generator=gen, kl_weight=0.0)["recon"]
         _sgd_step(recon, opt, params, cfg, i)
         return {"recon": float(recon.detach())}
 
