@@ -122,6 +122,15 @@ def resolve_weights(weights: Path | None, options: GenerationOptions) -> tuple[P
     return folder, variant, use_student
 
 
+def vae_file(folder: Path, use_student: bool) -> Path:
+    """The VAE a folder's pipeline decodes with: the offline decoder (``vae_offline.safetensors``, from
+    ``frieren-rt train decoder``: wider, and reading 8 latents of context each side where the streaming one
+    reads 5) goes with the offline vocoder, HiFi-GAN universal; the student vocoder, the streaming one, gets
+    ``vae.safetensors``. Both share one encoder, so every flow model's latents suit either."""
+    offline = folder / "vae_offline.safetensors"
+    return offline if not use_student and offline.is_file() else folder / "vae.safetensors"
+
+
 def _reads_event_detector(model_file: Path) -> bool:
     """Whether a FoleyModel file's config (header metadata only: cheap) takes event detector features."""
     import json  # noqa: PLC0415
@@ -191,7 +200,7 @@ class FoleyPipeline:
 
             detector = EventDetector.from_pretrained(folder / "detector.safetensors")
         features = FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector, device=device)
-        return cls(model=model, vae=load_vae(folder / "vae.safetensors").to(device), vocoder=vocoder.to(device),
+        return cls(model=model, vae=load_vae(vae_file(folder, use_student)).to(device), vocoder=vocoder.to(device),
                    features=features, options=replace(options, variant=variant), device=device,
                    gate=load_gate_config(folder / "gate.json", detector))
 

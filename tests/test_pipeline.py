@@ -138,3 +138,13 @@ def test_tail_guidance_equal_to_the_scale_is_plain_guidance_and_a_lower_one_chan
         tail = GuidedModel(model, 4.5, 1.0)(x, t, cond, **kw)
     torch.testing.assert_close(tail[..., :6], plain[..., :6])  # frames 0-2 and the attack: full guidance
     assert not torch.allclose(tail[..., 8:], plain[..., 8:])
+
+
+def test_the_offline_decoder_goes_with_the_offline_vocoder_and_only_when_present(tmp_path) -> None:  # noqa: ANN001
+    from frieren_rt.pipeline import vae_file
+
+    (tmp_path / "vae.safetensors").touch()
+    assert vae_file(tmp_path, use_student=False) == tmp_path / "vae.safetensors"  # none trained: the one VAE
+    (tmp_path / "vae_offline.safetensors").touch()
+    assert vae_file(tmp_path, use_student=False) == tmp_path / "vae_offline.safetensors"
+    assert vae_file(tmp_path, use_student=True) == tmp_path / "vae.safetensors"  # streaming keeps its look-ahead

@@ -33,10 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale (default: 4.5, or 1 for --model single, whose weights "
                    "fold guidance in; 1 = one network pass, no guidance)")
     p.add_argument("--vocoder", choices=["hifigan", "student"], default="hifigan",
-                   help="mel -> waveform: hifigan (default; the pretrained HiFi-GAN universal: offline quality, "
-                   "about 0.5 s per second of audio on this 2-core CPU) or student (the streaming engine's small "
-                   "distilled vocoder: about 4x faster, with flatter transients and less of each sound's class "
-                   "identity, MODEL_CARD.md); ignored with --model official")
+                   help="latents -> waveform: hifigan (default; the pretrained HiFi-GAN universal, after the "
+                   "wider offline VAE decoder when the weights folder has one: offline quality, about 0.5 s per "
+                   "second of audio on this 2-core CPU) or student (the streaming engine's VAE decoder and small "
+                   "distilled vocoder: about 4x faster, with less of each sound's class identity, MODEL_CARD.md); "
+                   "ignored with --model official")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
     p.add_argument("--wav", type=Path, default=None,
                    help="also write the generated audio as a WAV (22.05 kHz; 16 kHz with --model official)")

@@ -43,8 +43,9 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("ground truth (ceiling)", None),
     EvalRow("mismatched clip (floor)", "mismatched"),
     EvalRow("true audio through VAE + vocoder (audio-stack ceiling)", "reconstruction"),
-    EvalRow("true audio through VAE + HiFi-GAN universal (offline audio-stack ceiling)", "reconstruction",
-            vocoder="hifigan"),
+    # The offline vocoder brings the offline VAE decoder when the folder has one (pipeline.vae_file).
+    EvalRow("true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
+            "reconstruction", vocoder="hifigan"),
     EvalRow("base, Euler 1", "base", 1), EvalRow("base, Euler 5", "base", 5), EvalRow("base, Euler 25", "base", 25),
     EvalRow("base, Dopri5", "base", None, "dopri5"),
     EvalRow("reflow, Euler 1", "reflow", 1), EvalRow("reflow, Euler 5", "reflow", 5),
@@ -58,7 +59,7 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
 )
 QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
-    "true audio through VAE + HiFi-GAN universal (offline audio-stack ceiling)",
+    "true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
     "reflow + distill, Euler 1, HiFi-GAN universal (offline)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
     "reflow + distill, Euler 1", "single-pass student, Euler 1", "reflow + distill, Euler 1, no event gate",
     "single-pass student, Euler 1, no event gate"})

@@ -107,6 +107,15 @@ class StageConfig:
     # fine-tune; None: a fresh student of vocoder_preset): frieren_rt/train/vocoder.py.
     vocoder_adversarial: float = 0.0
     vocoder_init: str | None = None
+    # The regression's spectral term: "stft" (per-bin log magnitudes, the shipped student's) or "mel" (multi-scale
+    # mel bands, 1.5-23 ms hops: MultiScaleMelLoss in frieren_rt/train/vocoder.py says why).
+    vocoder_loss: str = "stft"
+    # A VAE file whose reconstructions of the training mels (decoded from a posterior sample, once per clip) feed
+    # the student in that fraction of its crops, the targets staying the teacher's audio of the true mel: the
+    # student learns to vocode what the engine gives it, not what the VAE hides (HiFi-GAN, Kong et al. 2020,
+    # section 4.4, fine-tunes on predicted mels the same way). None: true mels only.
+    vocoder_vae: str | None = None
+    vocoder_vae_fraction: float = 0.5
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -232,19 +241,18 @@ def evaluate_vae(vae: MelVAE, cache: FeatureCache) -> dict[str, float]:
 
 # --- stage: decoder ---------------------------------------------------------------------------------------
 def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
-    """Retrain the VAE's decoder, at its own (larger) size, on the frozen encoder's posterior samples.
+    """Train a second, larger VAE decoder on the frozen encoder's posterior samples: ``vae_offline.safetensors``.
 
     The encoder and latent scale stay bit-identical, so the cached latents and every flow model trained on them
     keep working: only mel quality changes (the small decoder is where most of the audio stack's class identity
-    is lost: MODEL_CARD.md, "What was tried"). The run's ``vae.safetensors`` is replaced; the original is kept
-    as ``vae_source.safetensors``, which later runs of this stage read.
+    is lost: MODEL_CARD.md, "What was tried"). The streaming ``vae.safetensors`` is left as it is: a wider
+    decoder reads more latents of context each side (8 instead of 5 for widths 128/256 with 2 blocks), which
+    the streaming engine would pay in look-ahead; offline generation, which has the whole clip, uses this one
+    with the offline vocoder (frieren_rt.pipeline.resolve_weights).
     """
-    source = run / "vae_source.safetensors"
-    if not source.is_file():
-        if not (run / "vae.safetensors").is_file():
-            raise FileNotFoundError(f"{run / 'vae.safetensors'} not found: run 'frieren-rt train vae' first")
-        (run / "vae.safetensors").rename(source)
-    frozen = load_vae(source)
+    if not (run / "vae.safetensors").is_file():
+        raise FileNotFoundError(f"{run / 'vae.safetensors'} not found: run 'frieren-rt train vae' first")
+    frozen = load_vae(run / "vae.safetensors")
     vae = MelVAE(replace(frozen.cfg, decoder_widths=cfg.vae_decoder_widths,
                          decoder_res_blocks=cfg.vae_decoder_res_blocks))
     vae.encoder.load_state_dict(frozen.encoder.state_dict())
@@ -267,9 +275,9 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    save_vae(vae.eval(), run / "vae.safetensors")
+    save_vae(vae.eval(), run / "vae_offline.safetensors")
     val = FeatureCache(run / "cache_val")
-    before = {f"source_{k}": v for k, v in evaluate_vae(frozen, val).items()}
+    before = {f"streaming_{k}": v for k, v in evaluate_vae(frozen, val).items()}
     return {"done": True, **before, **evaluate_vae(vae, val)}
 
 
@@ -534,15 +542,19 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
-                                          cached_targets, discriminator_loss, load_vocoder, new_student,
-                                          regression_loss, save_vocoder)
+                                          MultiScaleMelLoss, cached_targets, discriminator_loss, load_vocoder,
+                                          new_student, regression_loss, save_vocoder)
 
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
     targets = cached_targets(run, mels, seeds)
+    inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     logmel = LogMel()
+    if cfg.vocoder_loss not in ("stft", "mel"):
+        raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
+    spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     student.requires_grad_(True).train()
     params = list(student.parameters())
     opt = _optimizer(params, cfg)
@@ -556,15 +568,17 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     seg = cfg.vocoder_segment_frames
 
     def step(i: int) -> dict[str, float]:
-        mel_b, wav_b = [], []
+        mel_b, in_b, wav_b = [], [], []
         for _ in range(cfg.batch_size):
             k = int(torch.randint(len(mels), (1,), generator=gen))
             s = int(torch.randint(0, mels[k].shape[1] - seg + 1, (1,), generator=gen))
             mel_b.append(mels[k][:, s : s + seg])
+            use_vae = inputs is not None and float(torch.rand((), generator=gen)) < cfg.vocoder_vae_fraction
+            in_b.append((inputs if use_vae else mels)[k][:, s : s + seg])
             wav_b.append(targets[k][s * 256 : (s + seg) * 256])
         mel, target = torch.stack(mel_b), torch.stack(wav_b)
-        wav = student(mel)
-        out = regression_loss(wav, logmel, mel, target)
+        wav = student(torch.stack(in_b))
+        out = regression_loss(wav, logmel, mel, target, spectral)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)
@@ -583,9 +597,23 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     return {"done": True}
 
 
+@torch.no_grad()
+def vae_reconstructions(vae: MelVAE, mels: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
+    """Each (80, F) mel through the VAE (one posterior sample, whole clip, as the flow's latents are never
+    exact) -> (80, F); an odd last frame keeps its true value (the VAE works on whole latents)."""
+    gen = torch.Generator().manual_seed(seed + 11)
+    out = []
+    for mel in mels:
+        n = mel.shape[1] // 2 * 2
+        rec = vae.decode(vae.encode(mel[None, :, :n]).sample(gen))[0]
+        out.append(torch.cat([rec, mel[:, n:]], dim=1))
+    return out
+
+
 # --- stage: export -----------------------------------------------------------------------------------------
 EXPORT_FILES = ("base", "reflow", "distill", "single", "vae", "vocoder")
-OPTIONAL_EXPORT_FILES = ("detector",)  # runs trained without the event detector have none
+# Runs trained without the event detector have none; the offline decoder is an optional stage.
+OPTIONAL_EXPORT_FILES = ("detector", "vae_offline")
 
 
 # The P(event) that opens the gate, written into gate.json beside the detector it was chosen for. For the
@@ -624,9 +652,10 @@ def stage_export(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     dest = Path(dest) if dest is not None else default_weights_dir()
     dest.mkdir(parents=True, exist_ok=True)
     sizes = {}
-    stale = dest / "detector.safetensors"
-    if stale.is_file() and not (run / "detector.safetensors").is_file():
-        stale.unlink()  # a detector from an earlier export would not match these models
+    for name in OPTIONAL_EXPORT_FILES:  # one from an earlier export would not match these models
+        stale = dest / f"{name}.safetensors"
+        if stale.is_file() and not (run / f"{name}.safetensors").is_file():
+            stale.unlink()
     for name in EXPORT_FILES + tuple(n for n in OPTIONAL_EXPORT_FILES if (run / f"{n}.safetensors").is_file()):
         src = run / f"{name}.safetensors"
         if not src.is_file():

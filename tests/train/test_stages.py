@@ -141,7 +141,7 @@ def _fake_cache(folder: Path, seeds: range, frames: int = 160) -> None:
     (folder / "shard_00000.json").write_text(json.dumps({str(s): {"events": [], "silent_spans": []} for s in seeds}))
 
 
-def test_the_decoder_stage_widens_the_decoder_and_keeps_the_encoder_bit_identical(tmp_path) -> None:  # noqa: ANN001
+def test_the_decoder_stage_trains_a_wider_offline_decoder_on_the_bit_identical_encoder(tmp_path) -> None:  # noqa: ANN001
     import torch
 
     from frieren_rt.audio.vae import MelVAE, preset
@@ -151,16 +151,16 @@ def test_the_decoder_stage_widens_the_decoder_and_keeps_the_encoder_bit_identica
     _fake_cache(tmp_path / "cache_val", range(3, 4))
     torch.manual_seed(0)
     save_vae(MelVAE(preset("small", latent_scale=0.7)), tmp_path / "vae.safetensors")
+    streaming_bytes = (tmp_path / "vae.safetensors").read_bytes()
     cfg = load_stage_config("decoder", steps=3, batch_size=2, vae_decoder_widths=(32, 64),
                             vae_decoder_res_blocks=2)
     result = stage_decoder(tmp_path, cfg)
-    source, wide = load_vae(tmp_path / "vae_source.safetensors"), load_vae(tmp_path / "vae.safetensors")
-    assert result["done"] and "source_val_mel_l1" in result and "val_mel_l1" in result
+    source, wide = load_vae(tmp_path / "vae.safetensors"), load_vae(tmp_path / "vae_offline.safetensors")
+    assert result["done"] and "streaming_val_mel_l1" in result and "val_mel_l1" in result
+    assert (tmp_path / "vae.safetensors").read_bytes() == streaming_bytes  # the streaming VAE is untouched
     assert wide.cfg.decoder_widths == (32, 64) and wide.cfg.latent_scale == 0.7
     for a, b in zip(source.encoder.state_dict().values(), wide.encoder.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the cached latents and the flow models trained on them stay valid
-    assert stage_decoder(tmp_path, cfg)["done"]  # a rerun reads the kept source, not its own output
-    assert load_vae(tmp_path / "vae_source.safetensors").cfg.decoder_widths is None
 
 
 def test_the_decoder_stage_says_which_stage_comes_first(tmp_path) -> None:  # noqa: ANN001
@@ -168,3 +168,36 @@ def test_the_decoder_stage_says_which_stage_comes_first(tmp_path) -> None:  # no
 
     with pytest.raises(FileNotFoundError, match="train vae"):
         stage_decoder(tmp_path, load_stage_config("decoder"))
+
+
+def test_vae_reconstructions_keep_each_mels_shape_and_change_only_whole_latents() -> None:
+    import torch
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.train.stages import vae_reconstructions
+
+    torch.manual_seed(0)
+    mels = [torch.randn(80, 33) - 4.0, torch.randn(80, 20) - 4.0]
+    out = vae_reconstructions(MelVAE(preset("small")), mels, seed=0)
+    assert [m.shape for m in out] == [m.shape for m in mels]
+    assert torch.equal(out[0][:, 32], mels[0][:, 32])  # the odd last frame is no whole latent: kept
+    assert not torch.allclose(out[1], mels[1])
+
+
+def test_the_vocoder_stage_trains_on_vae_reconstructions_when_given_a_vae(tmp_path) -> None:  # noqa: ANN001
+    import torch
+    from safetensors.torch import save_file
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.train.stages import save_vae, stage_vocoder
+    from frieren_rt.train.vocoder import load_vocoder
+
+    seeds = range(2)
+    _fake_cache(tmp_path / "cache_train", seeds, frames=40)
+    # Teacher targets cached up front (the stage computes them with HiFi-GAN universal only when absent).
+    save_file({str(s): torch.zeros(40 * 256) for s in seeds}, str(tmp_path / "vocoder_targets.safetensors"))
+    save_vae(MelVAE(preset("small")), tmp_path / "vae.safetensors")
+    cfg = load_stage_config("vocoder", steps=2, batch_size=2, vocoder_preset="tiny", vocoder_clips=2,
+                            vocoder_vae=str(tmp_path / "vae.safetensors"), vocoder_vae_fraction=1.0)
+    assert stage_vocoder(tmp_path, cfg)["done"]
+    assert load_vocoder(tmp_path / "vocoder.safetensors").cfg.upsample_initial_channel == 128

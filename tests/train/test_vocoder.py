@@ -49,3 +49,18 @@ def test_the_generator_side_leaves_the_discriminators_real_branch_without_gradie
     out = adversarial_losses(disc, real, fake)
     (out["adv"] + out["fm"]).backward()
     assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_the_band_loss_charges_a_level_error_more_than_unpredictable_texture_unlike_the_per_bin_loss():
+    # MultiScaleMelLoss's reason to exist: another draw of the same noise (texture a small student cannot
+    # predict) should cost less than the right texture 6 dB too quiet; per-bin log magnitudes rank them the
+    # other way, which pulls a student toward flat, quiet output.
+    from frieren_rt.train.vocoder import MultiScaleMelLoss
+
+    gen = torch.Generator().manual_seed(0)
+    x, other = torch.randn(2, 8192, generator=gen), torch.randn(2, 8192, generator=gen)
+    bands = MultiScaleMelLoss()
+    assert float(bands(x, x)) < 1e-6
+    assert abs(float(bands(0.5 * x, x)) - 0.693) < 0.01  # ln 2 in every band
+    assert float(bands(other, x)) < float(bands(0.5 * x, x))
+    assert float(stft_loss(other, x)) > float(stft_loss(0.5 * x, x))
