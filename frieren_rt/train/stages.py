@@ -248,7 +248,7 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     is lost: MODEL_CARD.md, "What was tried"). The streaming ``vae.safetensors`` is left as it is: a wider
     decoder reads more latents of context each side (8 instead of 5 for widths 128/256 with 2 blocks), which
     the streaming engine would pay in look-ahead; offline generation, which has the whole clip, uses this one
-    with the offline vocoder (frieren_rt.pipeline.resolve_weights).
+    with the offline vocoder (frieren_rt.pipeline.vae_file).
     """
     if not (run / "vae.safetensors").is_file():
         raise FileNotFoundError(f"{run / 'vae.safetensors'} not found: run 'frieren-rt train vae' first")
@@ -545,6 +545,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                           MultiScaleMelLoss, cached_targets, discriminator_loss, load_vocoder,
                                           new_student, regression_loss, save_vocoder)
 
+    if cfg.vocoder_loss not in ("stft", "mel"):
+        raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
@@ -552,8 +554,6 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     logmel = LogMel()
-    if cfg.vocoder_loss not in ("stft", "mel"):
-        raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     student.requires_grad_(True).train()
     params = list(student.parameters())
