@@ -44,8 +44,8 @@ def test_cli_no_event_gate_reaches_the_options() -> None:
 
 
 def test_offline_generation_defaults_to_the_pretrained_vocoder() -> None:
-    # Offline has no per-hop budget: HiFi-GAN universal keeps more class identity than the student (0.218 vs
-    # 0.149 for the distilled model on 24 test clips, FD 85.8 vs 106.4; MODEL_CARD.md), so the student is opt-in.
+    # Offline has no per-hop budget: HiFi-GAN universal after the offline decoder keeps more class identity than
+    # the streaming decoder and student (MODEL_CARD.md, "Evaluation"), so the student is opt-in.
     import argparse  # noqa: PLC0415
 
     from frieren_rt.cli import generate  # noqa: PLC0415

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "fold guidance in; 1 = one network pass, no guidance)")
     p.add_argument("--vocoder", choices=["hifigan", "student"], default="hifigan",
                    help="latents -> waveform: hifigan (default; the pretrained HiFi-GAN universal, after the "
-                   "wider offline VAE decoder when the weights folder has one: offline quality, about 0.5 s per "
+                   "wider offline VAE decoder when the weights folder has one: offline quality, about 0.6 s per "
                    "second of audio on this 2-core CPU) or student (the streaming engine's VAE decoder and small "
                    "distilled vocoder: about 4x faster, with less of each sound's class identity, MODEL_CARD.md); "
                    "ignored with --model official")

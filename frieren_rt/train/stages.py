@@ -568,16 +568,9 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     seg = cfg.vocoder_segment_frames
 
     def step(i: int) -> dict[str, float]:
-        mel_b, in_b, wav_b = [], [], []
-        for _ in range(cfg.batch_size):
-            k = int(torch.randint(len(mels), (1,), generator=gen))
-            s = int(torch.randint(0, mels[k].shape[1] - seg + 1, (1,), generator=gen))
-            mel_b.append(mels[k][:, s : s + seg])
-            use_vae = inputs is not None and float(torch.rand((), generator=gen)) < cfg.vocoder_vae_fraction
-            in_b.append((inputs if use_vae else mels)[k][:, s : s + seg])
-            wav_b.append(targets[k][s * 256 : (s + seg) * 256])
-        mel, target = torch.stack(mel_b), torch.stack(wav_b)
-        wav = student(torch.stack(in_b))
+        mel, student_in, target = vocoder_crops(mels, targets, inputs, cfg.batch_size, seg,
+                                                cfg.vocoder_vae_fraction, gen)
+        wav = student(student_in)
         out = regression_loss(wav, logmel, mel, target, spectral)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
@@ -595,6 +588,24 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         return {"done": False, "step": state.step}
     save_vocoder(student.eval(), run / "vocoder.safetensors")
     return {"done": True}
+
+
+def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs: list[torch.Tensor] | None,
+                  batch: int, frames: int, input_fraction: float, gen: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random crops of ``frames`` mel frames: (true mel (B, 80, frames), the student's input (B, 80, frames),
+    the teacher's audio (B, frames * 256)). The input is the crop of ``inputs`` (the mels through the VAE) with
+    probability ``input_fraction``, else the true mel; the mel loss and the target always stay the true ones.
+    Without ``inputs`` no extra random number is drawn, so such runs repeat the crops of runs before the option."""
+    mel_b, in_b, wav_b = [], [], []
+    for _ in range(batch):
+        k = int(torch.randint(len(mels), (1,), generator=gen))
+        s = int(torch.randint(0, mels[k].shape[1] - frames + 1, (1,), generator=gen))
+        mel_b.append(mels[k][:, s : s + frames])
+        use_input = inputs is not None and float(torch.rand((), generator=gen)) < input_fraction
+        in_b.append((inputs if use_input else mels)[k][:, s : s + frames])
+        wav_b.append(targets[k][s * 256 : (s + frames) * 256])
+    return torch.stack(mel_b), torch.stack(in_b), torch.stack(wav_b)
 
 
 @torch.no_grad()

@@ -30,8 +30,8 @@ from frieren_rt.audio.hifigan import HifiganConfig, HifiganGenerator
 from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
-__all__ = ["MultiScaleMelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss", "load_vocoder", "regression_loss",
-           "save_vocoder", "stft_loss", "teacher_targets"]
+__all__ = ["MultiScaleMelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss",
+           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -79,7 +79,9 @@ class MultiScaleMelLoss(nn.Module):
     is, to a small student, unpredictable, and the L1-optimal guess of a Rayleigh-distributed bin's log
     magnitude is its median, 1.6 dB below its mean power, and flat: the smooth, low attacks the student's
     peak bias shows (benchmarks/stack_ceiling.py). A band sums many bins, so its level is predictable and
-    unbiased; the 128-point scale (32-sample hop, 1.5 ms) asks for attacks as sharp as the teacher's."""
+    unbiased; the 128-point scale (32-sample hop, 1.5 ms) asks for attacks as sharp as the teacher's.
+    Measured (MODEL_CARD.md, "What was tried"): peaks came up, but class accuracy and FD fell, the bands
+    blurring the tonal detail that tells classes apart; the shipped student keeps ``stft_loss``."""
 
     SCALES = ((128, 32, 16), (256, 64, 32), (512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # n_fft, hop, bands
 

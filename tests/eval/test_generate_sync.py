@@ -20,8 +20,10 @@ SEEDS = (200000, 200001, 200002)  # the first three test-split clips: no selecti
 # Measured with the shipped weights (runs/small19, distill, per-class event gate, seed 0): pooled F1 0.778 on
 # these clips (precision 0.875, recall 0.7) in three of four runs and 0.737 in one (generation is not bit-exact
 # from run to run), 0.21-0.22 against the next clip's events, 0.818 for the true audio (the onset detector's own
-# ceiling here); with generate's default vocoder since then, HiFi-GAN universal: 0.778 / 0.222 in one run. Earlier weights: runs/small14 0.824 / 0.235; runs/small18 0.889 / 0.222; runs/small13 0.778 /
-# 0.222; runs/small11 0.90 / 0.20; runs/small3 0.667 / 0.095.
+# ceiling here); with generate's default since then, HiFi-GAN universal, 0.778 / 0.222 in one run, and 0.778 /
+# 0.222 again (precision 0.875, recall 0.7) with the offline VAE decoder before it. Earlier weights:
+# runs/small14 0.824 / 0.235; runs/small18 0.889 / 0.222; runs/small13 0.778 / 0.222; runs/small11 0.90 / 0.20;
+# runs/small3 0.667 / 0.095.
 ONSET_F1_BAR = 0.50
 MISMATCH_MARGIN = 3.0
 

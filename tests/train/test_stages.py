@@ -184,7 +184,28 @@ def test_vae_reconstructions_keep_each_mels_shape_and_change_only_whole_latents(
     assert not torch.allclose(out[1], mels[1])
 
 
-def test_the_vocoder_stage_trains_on_vae_reconstructions_when_given_a_vae(tmp_path) -> None:  # noqa: ANN001
+def test_vocoder_crops_feed_the_vae_mels_in_their_fraction_and_keep_true_mels_and_targets() -> None:
+    import torch
+
+    from frieren_rt.train.stages import vocoder_crops
+
+    mels = [torch.arange(80 * 40, dtype=torch.float32).reshape(80, 40)]
+    targets = [torch.arange(40 * 256, dtype=torch.float32)]
+    vae_mels = [-mels[0]]
+    gen = torch.Generator().manual_seed(0)
+    mel, student_in, target = vocoder_crops(mels, targets, vae_mels, 64, 8, 1.0, gen)
+    assert mel.shape == student_in.shape == (64, 80, 8) and target.shape == (64, 8 * 256)
+    assert torch.equal(student_in, -mel)  # fraction 1: every input from the VAE mels, the same crop
+    start = mel[:, 0, 0].long()  # frame index of each crop (row 0 of the arange holds 0..39)
+    assert torch.equal(target[:, 0].long(), start * 256)  # the teacher audio of that same crop
+    _, student_in, _ = vocoder_crops(mels, targets, vae_mels, 400, 8, 0.25, gen)
+    share = float((student_in[:, 0, 0] < 0).float().mean() + (student_in[:, 1, 0] < 0).float().mean()) / 2
+    assert 0.18 < share < 0.32
+    _, student_in, _ = vocoder_crops(mels, targets, None, 16, 8, 1.0, gen)
+    assert (student_in >= 0).all()  # no VAE mels given: true mels only
+
+
+def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:  # noqa: ANN001
     import torch
     from safetensors.torch import save_file
 
