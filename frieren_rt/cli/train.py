@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="override the number of optimisation steps")
     p.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2: this machine's cores)")
+    p.add_argument("--device", default=None,
+                   help="where flow, reflow, distill and single compute: cpu (default) or cuda[:N]; the same config "
+                   "draws the same windows and noise on either (the other stages run on the CPU)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="checkpoint and stop after this long; run again to continue")
     p.set_defaults(func=run)
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from frieren_rt.train.stages import load_stage_config, run_stage  # noqa: PLC0415
 
     cfg = load_stage_config(args.stage, args.config, steps=args.steps, batch_size=args.batch_size,
-                            threads=args.threads)
+                            threads=args.threads, device=args.device)
     result = run_stage(args.stage, args.run, cfg, time_budget_s=args.time_budget)
     print(json.dumps({"stage": args.stage, **result}, indent=1))
     return 0

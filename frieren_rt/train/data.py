@@ -30,6 +30,9 @@ class WindowBatch:
     known: torch.Tensor
     mask: torch.Tensor
 
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(*(getattr(self, f).to(device) for f in ("x1", "cond", "cond_index", "known", "mask")))
+
     def index(self, idx: torch.Tensor) -> WindowBatch:
         return WindowBatch(*(getattr(self, f)[idx] for f in ("x1", "cond", "cond_index", "known", "mask")))
 

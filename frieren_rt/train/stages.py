@@ -11,6 +11,7 @@ evaluation (no unconditional branch at inference).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,6 +100,10 @@ class StageConfig:
     teacher_steps: int = 25
     reflow_pairs: int = 4096
     threads: int = 2
+    # Where the vector-field stages (flow, reflow, distill, single) compute: "cpu" or "cuda[:N]". Every random
+    # draw stays on the CPU generator and batches are assembled on the host, so a GPU run sees the same windows,
+    # noise and times as a CPU run of the same config, and checkpoints resume on either.
+    device: str = "cpu"
     # student vocoder
     vocoder_preset: str = "v3"
     vocoder_clips: int = 60
@@ -315,8 +320,8 @@ def masked_flow_loss(velocity, batch: WindowBatch, gen: torch.Generator, *, x0: 
     latent_weight: optional (B, 1, W) per-latent weight (the mean stays over the free latents).
     """
     x1 = batch.x1
-    x0 = torch.randn(x1.shape, generator=gen) if x0 is None else x0
-    t = draw_t(x1.shape[0], generator=gen) if t is None else t
+    x0 = torch.randn(x1.shape, generator=gen).to(x1.device) if x0 is None else x0  # host draws: see device
+    t = draw_t(x1.shape[0], generator=gen, device=x1.device) if t is None else t
     free = 1.0 - batch.mask  # (B, 1, W)
     w = free if latent_weight is None else free * latent_weight
     err = ((velocity(interpolate(x0, x1, t), t) - (x1 - x0)).pow(2) * w).sum((1, 2))
@@ -334,7 +339,7 @@ def silent_latents(vae: MelVAE, tolerance: float = 0.3):
     z = vae.to_flow(vae.encode(mel).mean)[0, :, 8]  # (C,) a column away from the edges
 
     def silent(x1: torch.Tensor) -> torch.Tensor:
-        return ((x1 - z.view(1, -1, 1)).pow(2).mean(1, keepdim=True).sqrt() < tolerance).float()
+        return ((x1 - z.to(x1.device).view(1, -1, 1)).pow(2).mean(1, keepdim=True).sqrt() < tolerance).float()
 
     return silent
 
@@ -344,6 +349,17 @@ def event_tail_latents(batch: WindowBatch, classes: int, *, decay: float = 0.8, 
     >= floor in some class: about 10 frames (0.34 s at 30 fps) after a confident onset."""
     trace = class_traces(batch.cond, classes, decay).amax(-1)  # (B, S)
     return (torch.gather(trace, 1, batch.cond_index) >= floor).float()[:, None, :]
+
+
+def training_device(cfg: StageConfig) -> torch.device:
+    """The config's device, refused with what to do when it cannot be used."""
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {cfg.device!r} asked for, but this torch ({torch.__version__}) sees no CUDA "
+                         "device: train with --device cpu, or install a CUDA build of torch")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {cfg.device!r}: the training stages run on 'cpu' or 'cuda[:N]'")
+    return device
 
 
 def _model_kwargs(batch: WindowBatch) -> dict[str, torch.Tensor]:
@@ -379,17 +395,18 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     classes = len(EventDetector.from_pretrained(detector_file).cfg.classes) if detector_file.is_file() else 0
     if cfg.event_weight != 1.0 and not classes:
         raise ValueError("event_weight needs the event detector's features: train the 'detector' stage first")
+    device = training_device(cfg)
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
                                          motion_width=motion_width, motion_grid=cache.config.motion_grid,
-                                         event_classes=classes))
+                                         event_classes=classes)).to(device)
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     state = TrainState(step=0, modules={"model": model}, optimizers={"opt": opt}, generator=gen)
 
     def step(i: int) -> dict[str, float]:
-        batch = sampler.batch(cfg.batch_size, gen)
-        drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cfg_dropout).view(-1, 1, 1)
+        batch = sampler.batch(cfg.batch_size, gen).to(device)
+        drop = (torch.rand(cfg.batch_size, generator=gen) < cfg.cfg_dropout).view(-1, 1, 1).to(device)
         cond = torch.where(drop, torch.zeros_like(batch.cond), batch.cond)  # CFG dropout to the null
         kw = _model_kwargs(batch)
         weight = None if silent is None else 1.0 + (cfg.silence_weight - 1.0) * silent(batch.x1)
@@ -398,13 +415,13 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
             weight = 1.0 + tail if weight is None else weight + tail
         loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen, latent_weight=weight)
         _sgd_step(loss, opt, params, cfg, i)
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     silent = None if cfg.silence_weight == 1.0 else silent_latents(vae)
     train_loop(step, state, total_steps=cfg.steps, folder=run / "flow", desc="flow", time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    model.eval().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
+    model.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
     return {"done": True}
 
 
@@ -416,14 +433,17 @@ def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: floa
 
 @torch.no_grad()
 def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, gen: torch.Generator) -> dict:
-    """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data)."""
+    """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data).
+    The teacher runs on its own device; the pairs come back on the host."""
     from tqdm import tqdm  # noqa: PLC0415
 
+    device = next(teacher.parameters()).device
     chunks = []
     for _ in tqdm(range(0, cfg.reflow_pairs, 64), desc="reflow pairs", unit="x64"):
         batch = sampler.batch(64, gen, sample_posterior=False)
         x0 = torch.randn(batch.x1.shape, generator=gen)
-        x1 = euler(guided(teacher, batch, cfg.cfg_scale, cfg.tail_cfg_scale), x0, cfg.teacher_steps)
+        x1 = euler(guided(teacher, batch.to(device), cfg.cfg_scale, cfg.tail_cfg_scale), x0.to(device),
+                   cfg.teacher_steps).cpu()
         # Known latents stay the data's: the student is asked only for the free part, like its teacher.
         x1 = torch.where(batch.mask.bool(), batch.x1, x1)
         chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
@@ -438,7 +458,7 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
         sampler = WindowSampler(FeatureCache(run / "cache_train"), latents_of(run, "train"), geom,
                                 **sampler_options(cfg, geom))
         gen = torch.Generator().manual_seed(cfg.seed + 17)
-        teacher = FoleyModel.from_pretrained(run / teacher_file)
+        teacher = FoleyModel.from_pretrained(run / teacher_file).to(training_device(cfg))
         save_file({k: v.contiguous() for k, v in make_pairs(teacher, sampler, cfg, gen).items()}, str(path))
     return load_file(str(path))
 
@@ -446,7 +466,8 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
 def _student_stage(run: Path, cfg: StageConfig, name: str, init_file: str, out_file: str, loss_fn,
                    time_budget_s: float | None) -> dict[str, Any]:
     pairs = _pairs(run, cfg, "base.safetensors", "reflow_pairs")
-    model = FoleyModel.from_pretrained(run / init_file).train()
+    device = training_device(cfg)
+    model = FoleyModel.from_pretrained(run / init_file).to(device).train()
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -456,15 +477,15 @@ def _student_stage(run: Path, cfg: StageConfig, name: str, init_file: str, out_f
     def step(i: int) -> dict[str, float]:
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         batch = WindowBatch(pairs["x1"][idx], pairs["cond"][idx], pairs["cond_index"][idx],
-                            pairs["known"][idx], pairs["mask"][idx])
-        loss = loss_fn(model, batch, pairs["x0"][idx], gen)
+                            pairs["known"][idx], pairs["mask"][idx]).to(device)
+        loss = loss_fn(model, batch, pairs["x0"][idx].to(device), gen)
         _sgd_step(loss, opt, params, cfg, i)
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     train_loop(step, state, total_steps=cfg.steps, folder=run / name, desc=name, time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    model.eval().save(run / out_file, stage=name, steps=str(cfg.steps))
+    model.eval().cpu().save(run / out_file, stage=name, steps=str(cfg.steps))
     return {"done": True}
 
 
@@ -514,10 +535,10 @@ def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None
 def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """One-step distillation: t = 0, x1_hat = x0 + v_guided(x0, 0), MSE to the stored sample."""
 
-    probe = class_probe_of(run, cfg) if cfg.class_weight else None
+    probe = class_probe_of(run, cfg).to(training_device(cfg)) if cfg.class_weight else None
 
     def loss(model, batch, x0, gen):
-        t0 = torch.zeros(x0.shape[0])
+        t0 = torch.zeros(x0.shape[0], device=x0.device)
         x1 = x0 + guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale)(x0, t0)
         return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
@@ -527,10 +548,10 @@ def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """Beyond Frieren: fold CFG into the one-step student, x1_hat = x0 + v(x0, 0, c): one pass, not two."""
 
-    probe = class_probe_of(run, cfg) if cfg.class_weight else None
+    probe = class_probe_of(run, cfg).to(training_device(cfg)) if cfg.class_weight else None
 
     def loss(model, batch, x0, gen):
-        t0 = torch.zeros(x0.shape[0])
+        t0 = torch.zeros(x0.shape[0], device=x0.device)
         x1 = x0 + model(x0, t0, batch.cond, **_model_kwargs(batch))
         return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
@@ -691,10 +712,16 @@ STAGES = {"detector": stage_detector, "cache": stage_cache, "vae": stage_vae, "d
           "vocoder": stage_vocoder, "export": stage_export}
 
 
+DEVICE_STAGES = ("flow", "reflow", "distill", "single")  # the stages that honour StageConfig.device
+
+
 def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float | None = None) -> dict[str, Any]:
     """Run one stage in ``run`` and append its result to ``run/stages.json``."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
+    if cfg.device != "cpu" and stage not in DEVICE_STAGES:
+        print(f"note: stage {stage!r} runs on the CPU; device {cfg.device!r} applies to {', '.join(DEVICE_STAGES)}",
+              file=sys.stderr)
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # ReLU6/GELU nets on real images produce denormals: 1.4x on this CPU
     run = Path(run)

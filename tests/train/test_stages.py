@@ -222,3 +222,81 @@ def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:
                             vocoder_vae=str(tmp_path / "vae.safetensors"), vocoder_vae_fraction=1.0)
     assert stage_vocoder(tmp_path, cfg)["done"]
     assert load_vocoder(tmp_path / "vocoder.safetensors").cfg.upsample_initial_channel == 128
+
+
+def _fake_flow_run(folder: Path, seeds: range = range(3), seconds: float = 4.0) -> None:
+    """A run folder the vector-field stages can train on: a feature cache of random mels, image and motion
+    features at 30 fps (motion: the 4 x 4 grid's 17 values) and a small VAE (no detector: no event traces)."""
+    from dataclasses import asdict
+
+    import torch
+    from safetensors.torch import save_file
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.data import CacheConfig
+    from frieren_rt.train.stages import save_vae
+
+    gen = torch.Generator().manual_seed(0)
+    frames, mels = int(seconds * 30), int(seconds * 22050 / 256)
+    for split, part in (("train", seeds), ("val", range(seeds.stop, seeds.stop + 1))):
+        cache = folder / f"cache_{split}"
+        cache.mkdir(parents=True)
+        (cache / "cache.json").write_text(json.dumps({"config": asdict(CacheConfig(event_detector=False))}))
+        tensors = {}
+        for s in part:
+            tensors |= {f"{s}.mel": torch.randn(80, mels, generator=gen) - 4.0,
+                        f"{s}.image": torch.rand(frames, 1280, generator=gen).half(),
+                        f"{s}.motion": torch.rand(frames, 17, generator=gen),
+                        f"{s}.frame_ts": torch.arange(frames, dtype=torch.float64) / 30.0}
+        save_file(tensors, str(cache / "shard_00000.safetensors"))
+        (cache / "shard_00000.json").write_text(json.dumps(
+            {str(s): {"events": [{"time": 1.5, "class": "coin"}], "silent_spans": []} for s in part}))
+    torch.manual_seed(0)
+    save_vae(MelVAE(preset("small")), folder / "vae.safetensors")
+
+
+TINY_CHAIN = {"field_hidden": 32, "field_heads": 1, "field_depth": 1, "steps": 3, "batch_size": 2,
+              "reflow_pairs": 64, "teacher_steps": 2, "stream_hops_s": (0.1, 0.2), "p_event": 0.5}
+
+
+def _chain_losses(run: Path, device: str) -> dict[str, float]:
+    """Run flow, reflow, distill and single for 3 steps each on ``device``; each stage's logged mean loss."""
+    from frieren_rt.train.loop import LossLog
+    from frieren_rt.train.stages import run_stage
+
+    for stage in ("flow", "reflow", "distill", "single"):
+        assert run_stage(stage, run, load_stage_config(stage, **TINY_CHAIN, device=device))["done"]
+    return {s: LossLog(run / s).read()[-1]["loss"] for s in ("flow", "reflow", "distill", "single")}
+
+
+def test_the_vector_field_chain_trains_on_the_configured_device(tmp_path) -> None:  # noqa: ANN001
+    """flow -> reflow -> distill -> single end to end on a tiny field; each writes its model file. On a machine
+    with CUDA the same config on the GPU sees the same windows and noise (host draws), so its losses match the
+    CPU's to float tolerance (benchmarks/gpu_check.sh runs this there)."""
+    import torch
+
+    _fake_flow_run(tmp_path / "cpu")
+    cpu = _chain_losses(tmp_path / "cpu", "cpu")
+    for name in ("base", "reflow", "distill", "single"):
+        assert FoleyModel.from_pretrained(tmp_path / "cpu" / f"{name}.safetensors").cfg.field.hidden == 32
+    assert all(v > 0 for v in cpu.values())
+    if torch.cuda.is_available():
+        _fake_flow_run(tmp_path / "cuda")
+        gpu = _chain_losses(tmp_path / "cuda", "cuda")
+        print(f"cpu {cpu}\ncuda {gpu}")
+        assert gpu == pytest.approx(cpu, rel=2e-2)  # TF32-free fp32, but different kernels and reductions
+        a = FoleyModel.from_pretrained(tmp_path / "cpu" / "single.safetensors").state_dict()
+        b = FoleyModel.from_pretrained(tmp_path / "cuda" / "single.safetensors").state_dict()
+        assert all(v.device.type == "cpu" for v in b.values())  # saved from the host
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+
+
+def test_a_cuda_device_without_cuda_is_refused_with_what_to_do(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.train.stages import stage_flow
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _fake_flow_run(tmp_path)
+    with pytest.raises(ValueError, match="--device cpu"):
+        stage_flow(tmp_path, load_stage_config("flow", **TINY_CHAIN, device="cuda"))
