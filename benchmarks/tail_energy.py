@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25, help="Euler steps (default 25)")
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0, 4.5], help="guidance scales (default 1 4.5)")
     ap.add_argument("--tail-cfg", type=float, default=None, help="guidance scale on sounds' tails (default: none)")
+    ap.add_argument("--parallel", type=float, default=1.0,
+                    help="share of the guidance update kept along the conditional prediction (1: plain CFG; "
+                    "frieren_rt.flow.guidance.projected_guidance)")
     ap.add_argument("--clips", type=int, default=30, help="validation clips (default 30)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -67,7 +70,7 @@ def main() -> None:
                     continue
                 for mode, gap in (("continue", AFTER_ONSET - KNOWN_AFTER_ONSET), ("fresh", w)):
                     b = sampler.window(seed, end, gap, gen, False)
-                    x1 = euler(guided(model, b, scale, args.tail_cfg), torch.randn(b.x1.shape, generator=gen),
+                    x1 = euler(guided(model, b, scale, args.tail_cfg, args.parallel), torch.randn(b.x1.shape, generator=gen),
                                args.steps)
                     first = 2 * (w - gap)  # first generated mel frame (the VAE halves time)
                     true_level, true_prof = level_and_profile(vae, b.x1, first)
@@ -75,6 +78,7 @@ def main() -> None:
                     cos = float(true_prof @ gen_prof / (true_prof.norm() * gen_prof.norm() + 1e-9))
                     rows[mode].append((true_level, gen_level, cos))
         tail = "" if args.tail_cfg is None else f", tail {args.tail_cfg}"
+        tail += "" if args.parallel == 1.0 else f", parallel {args.parallel}"
         for mode, vals in rows.items():
             a = np.array(vals)
             print(f"| | {scale}{tail} | {mode} | {len(a)} | {a[:, 0].mean():.2f} | {a[:, 1].mean():.2f} "

@@ -7,7 +7,7 @@ Everything works on one velocity contract, ``v(x, t) -> Tensor`` with t a (B,) f
 
 from frieren_rt.flow.distill import guidance_distillation_loss, guided_states, one_step_distillation_loss
 from frieren_rt.flow.guidance import (FRIEREN_CFG_SCALE, cfg_velocity, combine_guidance, conditional_velocity,
-                                     tail_guidance_scale)
+                                     projected_guidance, tail_guidance_scale)
 from frieren_rt.flow.objective import (
     CFG_DROPOUT,
     conditional_flow_loss,
@@ -55,6 +55,7 @@ __all__ = [
     "logit_normal_density",
     "one_step_distillation_loss",
     "per_sample_mse",
+    "projected_guidance",
     "rectified_flow_loss",
     "reflow_loss",
     "reflow_pairs",

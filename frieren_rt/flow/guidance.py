@@ -15,7 +15,8 @@ import torch
 
 from frieren_rt.flow.samplers import Velocity
 
-__all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity", "tail_guidance_scale"]
+__all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity", "projected_guidance",
+           "tail_guidance_scale"]
 
 FRIEREN_CFG_SCALE = 4.5
 
@@ -26,6 +27,26 @@ def combine_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float | torch.
     """v_u + s (v_c - v_u) for same-shaped (B, ...) branches. s = 1 is the conditional field, s = 0 the
     unconditional one; a tensor s broadcasts (e.g. (B, 1, T): one scale per latent, tail_guidance_scale)."""
     return v_u + scale * (v_c - v_u)
+
+
+def projected_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float | torch.Tensor, x: torch.Tensor,
+                       t: torch.Tensor, parallel: float) -> torch.Tensor:
+    """Guidance whose update keeps only ``parallel`` of its component along the conditional prediction.
+
+    Beyond Frieren, after adaptive projected guidance (Sadat et al. 2024, "Eliminating oversaturation and
+    artifacts of high guidance scales in diffusion models"): the update s (v_c - v_u) is split, per sample,
+    into the part parallel to the conditional endpoint prediction x1_c = x + (1 - t) v_c and the rest; the
+    parallel part scales the prediction up or down as a whole (their oversaturation; here, perhaps, the level
+    of a sound's tail, benchmarks/tail_energy.py) and is kept at ``parallel`` (1: plain CFG, 0: none of it).
+    The projection is taken in velocity units: (x1_c - x1_u) = (1 - t)(v_c - v_u), so (1 - t) cancels.
+    v_u, v_c, x (B, ...); t (B,) -> (B, ...).
+    """
+    delta = v_c - v_u
+    x1_c = x + (1.0 - t).view(-1, *([1] * (x.dim() - 1))) * v_c
+    dims = tuple(range(1, x.dim()))
+    coef = (delta * x1_c).sum(dims, keepdim=True) / x1_c.pow(2).sum(dims, keepdim=True).clamp(min=1e-12)
+    along = coef * x1_c
+    return v_c + (scale - 1.0) * (delta - along + parallel * along)
 
 
 def tail_guidance_scale(tail: torch.Tensor, scale: float, tail_scale: float) -> torch.Tensor:
@@ -59,6 +80,7 @@ def cfg_velocity(
     cond: torch.Tensor,
     null_cond: torch.Tensor | None = None,
     scale: float | torch.Tensor = FRIEREN_CFG_SCALE,
+    parallel: float = 1.0,
     **net_kwargs: object,
 ) -> Velocity:
     """Guided velocity v(x, t) = v_u + s (v_c - v_u), both branches in one call on a (2B, ...) batch.
@@ -80,6 +102,8 @@ def cfg_velocity(
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(b) if t.dim() == 0 else t  # (B,)
         v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)  # (B, ...) each
-        return combine_guidance(v_u, v_c, scale)
+        if parallel == 1.0:
+            return combine_guidance(v_u, v_c, scale)
+        return projected_guidance(v_u, v_c, scale, x, t, parallel)
 
     return velocity

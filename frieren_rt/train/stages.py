@@ -92,6 +92,9 @@ class StageConfig:
     # Flow loss weight of the latents in the first third of a second after an onset the detector reports
     # (1: none; event_tail_latents): where a sound's class is heard.
     event_weight: float = 1.0
+    # The per-frame decay of the event trace that marks those latents (>= 0.1): 0.8 marks 10 frames (0.34 s),
+    # 0.93 about 32 (1.05 s), the body of the long classes too (explosion, engine, power-up).
+    event_tail_decay: float = 0.8
     # reflow / distill
     cfg_scale: float = 4.5
     # Guidance scale on sounds' tails for the teacher's reflow samples and the students' guided velocity (None:
@@ -411,7 +414,7 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
         kw = _model_kwargs(batch)
         weight = None if silent is None else 1.0 + (cfg.silence_weight - 1.0) * silent(batch.x1)
         if cfg.event_weight != 1.0:
-            tail = (cfg.event_weight - 1.0) * event_tail_latents(batch, classes)
+            tail = (cfg.event_weight - 1.0) * event_tail_latents(batch, classes, decay=cfg.event_tail_decay)
             weight = 1.0 + tail if weight is None else weight + tail
         loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen, latent_weight=weight)
         _sgd_step(loss, opt, params, cfg, i)
@@ -426,9 +429,10 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------
-def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: float | None = None):
+def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: float | None = None,
+           parallel: float = 1.0):
     s = model.guidance_scale(batch.cond, batch.cond_index, scale, tail_scale)
-    return cfg_velocity(model, batch.cond, None, s, **_model_kwargs(batch))
+    return cfg_velocity(model, batch.cond, None, s, parallel=parallel, **_model_kwargs(batch))
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from frieren_rt.flow import (
     euler,
     guidance_distillation_loss,
     guided_states,
+    projected_guidance,
     tail_guidance_scale,
 )
 from frieren_rt.model import VectorField, preset
@@ -40,6 +41,17 @@ def test_combine_guidance_endpoints_and_formula():
     assert torch.equal(combine_guidance(v_u, v_c, 0.0), v_u)
     assert torch.allclose(combine_guidance(v_u, v_c, 1.0), v_c)
     assert torch.allclose(combine_guidance(v_u, v_c, 4.5), v_u + 4.5 * (v_c - v_u))
+
+
+def test_projected_guidance_is_cfg_at_parallel_one_and_drops_the_part_along_the_prediction_at_zero():
+    gen = torch.Generator().manual_seed(0)
+    v_u, v_c, x = (torch.randn(3, 4, 5, generator=gen) for _ in range(3))
+    t = torch.tensor([0.1, 0.5, 0.9])
+    assert torch.allclose(projected_guidance(v_u, v_c, 4.5, x, t, 1.0), combine_guidance(v_u, v_c, 4.5), atol=1e-6)
+    update = projected_guidance(v_u, v_c, 4.5, x, t, 0.0) - v_c  # what guidance adds to the conditional field
+    x1_c = x + (1 - t).view(-1, 1, 1) * v_c  # the conditional endpoint prediction
+    assert torch.allclose((update * x1_c).sum((1, 2)), torch.zeros(3), atol=1e-4)  # orthogonal per sample
+    assert torch.allclose(projected_guidance(v_u, v_c, 1.0, x, t, 0.0), v_c)  # scale 1 is the conditional field
 
 
 def test_cfg_equals_separate_branches_with_one_doubled_call_unconditional_first():

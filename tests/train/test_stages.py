@@ -121,6 +121,22 @@ def test_event_tail_latents_mark_the_third_of_a_second_after_a_detected_onset() 
     assert tail.tolist() == [0.0] * 5 + [1.0] * 11 + [0.0] * 4
 
 
+def test_a_slower_tail_decay_marks_about_a_second_after_the_onset() -> None:
+    import torch  # noqa: PLC0415
+
+    from frieren_rt.train.data import WindowBatch  # noqa: PLC0415
+    from frieren_rt.train.stages import event_tail_latents  # noqa: PLC0415
+
+    k, slots = 2, 40
+    cond = torch.zeros(1, slots, 4 + k + 1)
+    cond[..., -1] = 1.0
+    cond[0, 5, -3:] = torch.tensor([0.0, 1.0, 0.0])  # a confident class-1 onset on frame 5
+    batch = WindowBatch(torch.zeros(1, 8, slots), cond, torch.arange(slots)[None], torch.zeros(1, 8, slots),
+                        torch.zeros(1, 1, slots))
+    tail = event_tail_latents(batch, k, decay=0.93)[0, 0]  # StageConfig.event_tail_decay
+    # 0.93 ** 31 = 0.105 >= 0.1 > 0.93 ** 32: the onset frame and the 31 after it (1.05 s at 30 fps)
+    assert tail.tolist() == [0.0] * 5 + [1.0] * 32 + [0.0] * 3
+
 def _fake_cache(folder: Path, seeds: range, frames: int = 160) -> None:
     """A feature cache on disk with random mels (the decoder stage reads only mels)."""
     from dataclasses import asdict
