@@ -13,13 +13,11 @@ in a real run; the shipped VAE and detector size the model as the recipe does. W
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -42,26 +40,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def fake_run(folder: Path, clips: int) -> None:
     """A run folder with a synthetic cache of the real shapes and the shipped VAE and detector."""
-    from safetensors.torch import save_file
-
-    from frieren_rt.data import CacheConfig
+    from frieren_rt.data import ClipRecord, write_cache
     from frieren_rt.pipeline import default_weights_dir
 
     gen = torch.Generator().manual_seed(0)
+    events = [{"time": t, "class": "coin"} for t in (1.0, 3.5, 6.0, 8.5)]
     for split, seeds in (("train", range(clips)), ("val", range(clips, clips + 1))):
-        cache = folder / f"cache_{split}"
-        cache.mkdir(parents=True)
-        (cache / "cache.json").write_text(json.dumps({"config": asdict(CacheConfig())}))
-        tensors = {}
-        for s in seeds:
-            tensors |= {f"{s}.mel": torch.randn(80, 861, generator=gen) - 4.0,
-                        f"{s}.image": torch.rand(300, 1280, generator=gen).half(),
-                        f"{s}.motion": torch.rand(300, 17 + 76, generator=gen),
-                        f"{s}.frame_ts": torch.arange(300, dtype=torch.float64) / 30.0}
-        save_file(tensors, str(cache / "shard_00000.safetensors"))
-        events = [{"time": t, "class": "coin"} for t in (1.0, 3.5, 6.0, 8.5)]
-        (cache / "shard_00000.json").write_text(json.dumps(
-            {str(s): {"events": events, "silent_spans": []} for s in seeds}))
+        write_cache(folder / f"cache_{split}", [
+            ClipRecord(seed=s, mel=torch.randn(80, 861, generator=gen) - 4.0,
+                       image=torch.rand(300, 1280, generator=gen).half(), motion=torch.rand(300, 17 + 76, generator=gen),
+                       frame_ts=torch.arange(300, dtype=torch.float64) / 30.0, events=events, silent_spans=[])
+            for s in seeds])
     for name in ("vae", "detector"):
         shutil.copy(default_weights_dir() / f"{name}.safetensors", folder / f"{name}.safetensors")
 

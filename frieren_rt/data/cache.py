@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-__all__ = ["CacheConfig", "ClipRecord", "FeatureCache", "build_cache", "clip_record", "FeatureExtractor"]
+__all__ = ["CacheConfig", "ClipRecord", "FeatureCache", "build_cache", "clip_record", "FeatureExtractor", "write_cache",
+           "write_shard"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +160,30 @@ def _shard_paths(folder: Path, index: int) -> tuple[Path, Path]:
     return folder / f"shard_{index:05d}.safetensors", folder / f"shard_{index:05d}.json"
 
 
+def write_shard(folder: Path, index: int, records: Sequence[ClipRecord]) -> None:
+    """Write one shard: the records' tensors (safetensors), then their events (the JSON sidecar, last: its
+    presence marks the shard complete)."""
+    tensors, side = {}, {}
+    for rec in records:
+        for name in ("mel", "image", "motion", "frame_ts"):
+            tensors[f"{rec.seed}.{name}"] = getattr(rec, name).contiguous()
+        side[str(rec.seed)] = {"events": rec.events, "silent_spans": rec.silent_spans}
+    st, js = _shard_paths(Path(folder), index)
+    save_file(tensors, str(st))
+    js.write_text(json.dumps(side))
+
+
+def write_cache(folder: Path, records: Sequence[ClipRecord], cfg: CacheConfig = CacheConfig()) -> Path:
+    """A cache of records made elsewhere (synthetic features for tests and benchmarks), in one shard, readable
+    by FeatureCache exactly like a built one."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cache.json").write_text(json.dumps({"config": asdict(cfg), "seeds": [r.seed for r in records]},
+                                                  indent=1))
+    write_shard(folder, 0, records)
+    return folder
+
+
 def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConfig(), *, progress: bool = True,
                 detector: torch.nn.Module | None = None) -> Path:
     """Render and featurise ``seeds`` into ``folder`` (resumable: finished shards are skipped). ``detector``: the
@@ -181,16 +206,11 @@ def build_cache(seeds: Sequence[int], folder: Path, cfg: CacheConfig = CacheConf
     logmel = LogMel()
     bar = tqdm(total=sum(len(shards[i]) for i in todo), desc=f"cache {folder.name}", unit="clip", disable=not progress)
     for i in todo:
-        tensors, side = {}, {}
+        records = []
         for seed in shards[i]:
-            rec = clip_record(int(seed), cfg, extractor, logmel)
-            for name in ("mel", "image", "motion", "frame_ts"):
-                tensors[f"{seed}.{name}"] = getattr(rec, name).contiguous()
-            side[str(seed)] = {"events": rec.events, "silent_spans": rec.silent_spans}
+            records.append(clip_record(int(seed), cfg, extractor, logmel))
             bar.update(1)
-        st, js = _shard_paths(folder, i)
-        save_file(tensors, str(st))
-        js.write_text(json.dumps(side))  # written last: its presence marks the shard complete
+        write_shard(folder, i, records)
     bar.close()
     return folder
 

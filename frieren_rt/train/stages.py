@@ -356,12 +356,15 @@ def event_tail_latents(batch: WindowBatch, classes: int, *, decay: float = 0.8, 
 
 def training_device(cfg: StageConfig) -> torch.device:
     """The config's device, refused with what to do when it cannot be used."""
-    device = torch.device(cfg.device)
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {cfg.device!r}: the training stages run on 'cpu' or 'cuda[:N]'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {cfg.device!r} asked for, but this torch ({torch.__version__}) sees no CUDA "
                          "device: train with --device cpu, or install a CUDA build of torch")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {cfg.device!r}: the training stages run on 'cpu' or 'cuda[:N]'")
     return device
 
 
@@ -723,7 +726,9 @@ def run_stage(stage: str, run: Path, cfg: StageConfig, *, time_budget_s: float |
     """Run one stage in ``run`` and append its result to ``run/stages.json``."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
-    if cfg.device != "cpu" and stage not in DEVICE_STAGES:
+    if stage in DEVICE_STAGES:
+        training_device(cfg)  # refuse an unusable device before any data is loaded
+    elif cfg.device != "cpu":
         print(f"note: stage {stage!r} runs on the CPU; device {cfg.device!r} applies to {', '.join(DEVICE_STAGES)}",
               file=sys.stderr)
     torch.set_num_threads(cfg.threads)

@@ -139,22 +139,14 @@ def test_a_slower_tail_decay_marks_about_a_second_after_the_onset() -> None:
 
 def _fake_cache(folder: Path, seeds: range, frames: int = 160) -> None:
     """A feature cache on disk with random mels (the decoder stage reads only mels)."""
-    from dataclasses import asdict
-
     import torch
-    from safetensors.torch import save_file
 
-    from frieren_rt.data import CacheConfig
+    from frieren_rt.data import ClipRecord, write_cache
 
-    folder.mkdir(parents=True)
-    (folder / "cache.json").write_text(json.dumps({"config": asdict(CacheConfig())}))
     gen = torch.Generator().manual_seed(0)
-    tensors = {}
-    for s in seeds:
-        tensors |= {f"{s}.mel": torch.randn(80, frames, generator=gen) - 4.0, f"{s}.image": torch.zeros(1, 4),
-                    f"{s}.motion": torch.zeros(1, 4), f"{s}.frame_ts": torch.zeros(1)}
-    save_file(tensors, str(folder / "shard_00000.safetensors"))
-    (folder / "shard_00000.json").write_text(json.dumps({str(s): {"events": [], "silent_spans": []} for s in seeds}))
+    write_cache(folder, [ClipRecord(seed=s, mel=torch.randn(80, frames, generator=gen) - 4.0, image=torch.zeros(1, 4),
+                                    motion=torch.zeros(1, 4), frame_ts=torch.zeros(1, dtype=torch.float64),
+                                    events=[], silent_spans=[]) for s in seeds])
 
 
 def test_the_decoder_stage_trains_a_wider_offline_decoder_on_the_bit_identical_encoder(tmp_path) -> None:  # noqa: ANN001
@@ -243,30 +235,22 @@ def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:
 def _fake_flow_run(folder: Path, seeds: range = range(3), seconds: float = 4.0) -> None:
     """A run folder the vector-field stages can train on: a feature cache of random mels, image and motion
     features at 30 fps (motion: the 4 x 4 grid's 17 values) and a small VAE (no detector: no event traces)."""
-    from dataclasses import asdict
-
     import torch
-    from safetensors.torch import save_file
 
     from frieren_rt.audio.vae import MelVAE, preset
-    from frieren_rt.data import CacheConfig
+    from frieren_rt.data import CacheConfig, ClipRecord, write_cache
     from frieren_rt.train.stages import save_vae
 
     gen = torch.Generator().manual_seed(0)
     frames, mels = int(seconds * 30), int(seconds * 22050 / 256)
     for split, part in (("train", seeds), ("val", range(seeds.stop, seeds.stop + 1))):
-        cache = folder / f"cache_{split}"
-        cache.mkdir(parents=True)
-        (cache / "cache.json").write_text(json.dumps({"config": asdict(CacheConfig(event_detector=False))}))
-        tensors = {}
-        for s in part:
-            tensors |= {f"{s}.mel": torch.randn(80, mels, generator=gen) - 4.0,
-                        f"{s}.image": torch.rand(frames, 1280, generator=gen).half(),
-                        f"{s}.motion": torch.rand(frames, 17, generator=gen),
-                        f"{s}.frame_ts": torch.arange(frames, dtype=torch.float64) / 30.0}
-        save_file(tensors, str(cache / "shard_00000.safetensors"))
-        (cache / "shard_00000.json").write_text(json.dumps(
-            {str(s): {"events": [{"time": 1.5, "class": "coin"}], "silent_spans": []} for s in part}))
+        write_cache(folder / f"cache_{split}", [
+            ClipRecord(seed=s, mel=torch.randn(80, mels, generator=gen) - 4.0,
+                       image=torch.rand(frames, 1280, generator=gen).half(),
+                       motion=torch.rand(frames, 17, generator=gen),
+                       frame_ts=torch.arange(frames, dtype=torch.float64) / 30.0,
+                       events=[{"time": 1.5, "class": "coin"}], silent_spans=[]) for s in part],
+            CacheConfig(event_detector=False))
     torch.manual_seed(0)
     save_vae(MelVAE(preset("small")), folder / "vae.safetensors")
 
@@ -316,3 +300,6 @@ def test_a_cuda_device_without_cuda_is_refused_with_what_to_do(tmp_path, monkeyp
     _fake_flow_run(tmp_path)
     with pytest.raises(ValueError, match="--device cpu"):
         stage_flow(tmp_path, load_stage_config("flow", **TINY_CHAIN, device="cuda"))
+    for bad in ("gpu", "mps"):  # not a device name; a device the stages do not run on
+        with pytest.raises(ValueError, match="'cpu' or 'cuda"):
+            stage_flow(tmp_path, load_stage_config("flow", **TINY_CHAIN, device=bad))
