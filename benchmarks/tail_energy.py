@@ -14,6 +14,7 @@ continues sounds matches the true level in "continue"; one that ends them early 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,8 @@ from frieren_rt.data import FeatureCache
 from frieren_rt.flow import euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.train.data import WindowSampler
-from frieren_rt.train.stages import StageConfig, geometry_of, guided, latents_of, load_vae
+from frieren_rt.train.stages import (StageConfig, geometry_of, guided, latents_of, load_vae, silent_latents,
+                                     teacher_velocity)
 
 AFTER_ONSET = 30  # latents from the onset to the window's end
 KNOWN_AFTER_ONSET = 10  # latents of the sound the "continue" prefix already holds
@@ -46,6 +48,11 @@ def main() -> None:
     ap.add_argument("--parallel", type=float, default=1.0,
                     help="share of the guidance update kept along the conditional prediction (1: plain CFG; "
                     "frieren_rt.flow.guidance.projected_guidance)")
+    ap.add_argument("--rescale", type=float, default=0.0,
+                    help="rescaled guidance's phi (0: plain CFG; frieren_rt.flow.guidance.rescaled_guidance)")
+    ap.add_argument("--prefix-cfg", type=float, default=None,
+                    help="guidance scale after a known prefix that ends in sound (default: none; "
+                    "frieren_rt.flow.guidance.prefix_guidance_scale, as the teacher's teacher_prefix_cfg)")
     ap.add_argument("--clips", type=int, default=30, help="validation clips (default 30)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -57,6 +64,9 @@ def main() -> None:
     sampler = WindowSampler(cache, latents, geom)
     model = FoleyModel.from_pretrained(args.run / f"{args.variant}.safetensors")
     w, rate = geom.window_latents, geom.latent_rate
+    rule = StageConfig(tail_cfg_scale=args.tail_cfg, teacher_cfg_rescale=args.rescale,
+                       teacher_prefix_cfg=args.prefix_cfg)  # the teacher's guidance rules (train/stages.py)
+    silent = silent_latents(vae)
     print(f"| {args.variant}, Euler {args.steps} | guidance | window | events | true level | generated level "
           "| spectral cosine |\n|---|---|---|---|---|---|---|")
     for scale in args.cfg:
@@ -70,8 +80,11 @@ def main() -> None:
                     continue
                 for mode, gap in (("continue", AFTER_ONSET - KNOWN_AFTER_ONSET), ("fresh", w)):
                     b = sampler.window(seed, end, gap, gen, False)
-                    x1 = euler(guided(model, b, scale, args.tail_cfg, args.parallel), torch.randn(b.x1.shape, generator=gen),
-                               args.steps)
+                    if args.parallel == 1.0:
+                        v = teacher_velocity(model, b, replace(rule, cfg_scale=scale), silent)
+                    else:
+                        v = guided(model, b, scale, args.tail_cfg, args.parallel)
+                    x1 = euler(v, torch.randn(b.x1.shape, generator=gen), args.steps)
                     first = 2 * (w - gap)  # first generated mel frame (the VAE halves time)
                     true_level, true_prof = level_and_profile(vae, b.x1, first)
                     gen_level, gen_prof = level_and_profile(vae, x1, first)
@@ -79,6 +92,8 @@ def main() -> None:
                     rows[mode].append((true_level, gen_level, cos))
         tail = "" if args.tail_cfg is None else f", tail {args.tail_cfg}"
         tail += "" if args.parallel == 1.0 else f", parallel {args.parallel}"
+        tail += "" if args.rescale == 0.0 else f", rescale {args.rescale}"
+        tail += "" if args.prefix_cfg is None else f", after sound {args.prefix_cfg}"
         for mode, vals in rows.items():
             a = np.array(vals)
             print(f"| | {scale}{tail} | {mode} | {len(a)} | {a[:, 0].mean():.2f} | {a[:, 1].mean():.2f} "

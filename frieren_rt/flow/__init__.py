@@ -7,7 +7,8 @@ Everything works on one velocity contract, ``v(x, t) -> Tensor`` with t a (B,) f
 
 from frieren_rt.flow.distill import guidance_distillation_loss, guided_states, one_step_distillation_loss
 from frieren_rt.flow.guidance import (FRIEREN_CFG_SCALE, cfg_velocity, combine_guidance, conditional_velocity,
-                                     projected_guidance, tail_guidance_scale)
+                                     prefix_guidance_scale, projected_guidance, rescaled_guidance,
+                                     tail_guidance_scale)
 from frieren_rt.flow.objective import (
     CFG_DROPOUT,
     conditional_flow_loss,
@@ -55,9 +56,11 @@ __all__ = [
     "logit_normal_density",
     "one_step_distillation_loss",
     "per_sample_mse",
+    "prefix_guidance_scale",
     "projected_guidance",
     "rectified_flow_loss",
     "reflow_loss",
     "reflow_pairs",
+    "rescaled_guidance",
     "time_grid",
 ]

@@ -16,7 +16,7 @@ import torch
 from frieren_rt.flow.samplers import Velocity
 
 __all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity", "projected_guidance",
-           "tail_guidance_scale"]
+           "prefix_guidance_scale", "rescaled_guidance", "tail_guidance_scale"]
 
 FRIEREN_CFG_SCALE = 4.5
 
@@ -49,6 +49,26 @@ def projected_guidance(v_u: torch.Tensor, v_c: torch.Tensor, scale: float | torc
     return v_c + (scale - 1.0) * (delta - along + parallel * along)
 
 
+def rescaled_guidance(v_g: torch.Tensor, v_c: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
+                      rescale: float) -> torch.Tensor:
+    """Guided velocity whose endpoint prediction is pulled back to the conditional prediction's spread.
+
+    Beyond Frieren, after rescaled classifier-free guidance (Lin et al. 2024, "Common diffusion noise schedules
+    and sample steps are flawed", section 3.4): a large scale inflates the guided prediction's standard
+    deviation; they rescale it to the conditional one's and blend, x = phi x_rescaled + (1 - phi) x_cfg. Here
+    the predictions are the rectified flow's endpoints x1 = x + (1 - t) v (their x0), the standard deviation
+    is per sample over all of its latents (theirs), and the result goes back to a velocity, so
+    v = v_g + phi (r - 1) x1_g / (1 - t) with r = std(x1_c) / std(x1_g). ``rescale`` is phi (0: plain).
+    v_g (the combined guidance), v_c, x (B, ...); t (B,) -> (B, ...).
+    """
+    shape = (-1, *([1] * (x.dim() - 1)))
+    left = (1.0 - t).view(shape)
+    x1_g, x1_c = x + left * v_g, x + left * v_c
+    dims = tuple(range(1, x.dim()))
+    ratio = x1_c.std(dims, keepdim=True) / x1_g.std(dims, keepdim=True).clamp(min=1e-12)
+    return v_g + rescale * (ratio - 1.0) * x1_g / left.clamp(min=1e-3)
+
+
 def tail_guidance_scale(tail: torch.Tensor, scale: float, tail_scale: float) -> torch.Tensor:
     """Per-latent guidance scale: ``scale`` where no sound is under way, ``tail_scale`` inside a sound's tail.
 
@@ -60,6 +80,21 @@ def tail_guidance_scale(tail: torch.Tensor, scale: float, tail_scale: float) -> 
     every metric, so it is off by default (MODEL_CARD.md, "What was tried").
     """
     return scale + (tail_scale - scale) * tail
+
+
+def prefix_guidance_scale(mask: torch.Tensor, prefix_sound: torch.Tensor, scale: float | torch.Tensor,
+                          eased: float) -> torch.Tensor:
+    """Per-latent guidance scale: ``eased`` on the free latents of windows whose known prefix ends in sound.
+
+    mask (B, 1, T), 1 on known latents; prefix_sound (B,) 1 where the last known latent is not silence;
+    scale a float or (B, 1, T) -> (B, 1, T). Beyond Frieren: unlike tail_guidance_scale, which asks the
+    detector whether a sound is under way, this reads the audio already emitted, which is what a tail
+    continues (benchmarks/tail_energy.py: the unconditional branch carries a started sound on, the
+    conditional one and guidance take its level away). Windows that start from silence keep the full scale
+    that keeps silence silent.
+    """
+    free = (1.0 - mask) * prefix_sound.view(-1, 1, 1).to(mask.dtype)
+    return scale + (eased - scale) * free
 
 
 def conditional_velocity(net: Net, cond: torch.Tensor, **net_kwargs: object) -> Velocity:
@@ -81,6 +116,7 @@ def cfg_velocity(
     null_cond: torch.Tensor | None = None,
     scale: float | torch.Tensor = FRIEREN_CFG_SCALE,
     parallel: float = 1.0,
+    rescale: float = 0.0,
     **net_kwargs: object,
 ) -> Velocity:
     """Guided velocity v(x, t) = v_u + s (v_c - v_u), both branches in one call on a (2B, ...) batch.
@@ -89,6 +125,7 @@ def cfg_velocity(
     ``net.null_condition(cond)`` (VectorField: zero raw features). Batch order is [unconditional;
     conditional] as in the official Wrapper_CFG (parity: tests/flow/test_official_sampler.py).
     Tensor net_kwargs with a leading batch dim are doubled alongside x once, here (see ``_double``).
+    parallel < 1: projected_guidance; rescale > 0: rescaled_guidance on top.
     """
     if null_cond is None:
         null_cond = net.null_condition(cond)  # type: ignore[attr-defined]
@@ -103,7 +140,9 @@ def cfg_velocity(
         t = t.expand(b) if t.dim() == 0 else t  # (B,)
         v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)  # (B, ...) each
         if parallel == 1.0:
-            return combine_guidance(v_u, v_c, scale)
-        return projected_guidance(v_u, v_c, scale, x, t, parallel)
+            v = combine_guidance(v_u, v_c, scale)
+        else:
+            v = projected_guidance(v_u, v_c, scale, x, t, parallel)
+        return v if rescale == 0.0 else rescaled_guidance(v, v_c, x, t, rescale)
 
     return velocity

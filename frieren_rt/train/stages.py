@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from frieren_rt.audio.vae import MelVAE, VAEConfig, latent_scale_from, vae_loss
 from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
-from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density
+from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density, prefix_guidance_scale
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
 from frieren_rt.vision.events import EventDetector, class_traces
 from frieren_rt.vision.motion import motion_dim
@@ -100,6 +100,14 @@ class StageConfig:
     # Guidance scale on sounds' tails for the teacher's reflow samples and the students' guided velocity (None:
     # cfg_scale everywhere; frieren_rt.flow.guidance.tail_guidance_scale).
     tail_cfg_scale: float | None = None
+    # Rescaled guidance for the teacher's reflow samples only (phi of frieren_rt.flow.guidance.rescaled_guidance;
+    # 0: plain CFG). The students keep the plain v_u + s (v_c - v_u) and learn to land on those samples, so
+    # nothing changes at run time.
+    teacher_cfg_rescale: float = 0.0
+    # Guidance scale for the teacher's reflow samples on the free latents of windows whose known prefix ends
+    # in sound (None: cfg_scale there too; frieren_rt.flow.guidance.prefix_guidance_scale). Teacher only, as
+    # teacher_cfg_rescale: the students see the prefix and learn where the teacher eased.
+    teacher_prefix_cfg: float | None = None
     teacher_steps: int = 25
     reflow_pairs: int = 4096
     threads: int = 2
@@ -433,13 +441,32 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------
 def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: float | None = None,
-           parallel: float = 1.0):
+           parallel: float = 1.0, rescale: float = 0.0):
     s = model.guidance_scale(batch.cond, batch.cond_index, scale, tail_scale)
-    return cfg_velocity(model, batch.cond, None, s, parallel=parallel, **_model_kwargs(batch))
+    return cfg_velocity(model, batch.cond, None, s, parallel=parallel, rescale=rescale, **_model_kwargs(batch))
+
+
+def prefix_ends_in_sound(known: torch.Tensor, mask: torch.Tensor, silent) -> torch.Tensor:
+    """(B,) float, 1 where the window's known prefix (mask (B, 1, T), 1 on its first latents) is non-empty and
+    its last latent of known (B, C, T) is not silence by ``silent`` (silent_latents)."""
+    n = mask[:, 0].sum(-1).long()  # (B,) known latents
+    last = torch.gather(known, 2, (n - 1).clamp(min=0).view(-1, 1, 1).expand(-1, known.shape[1], 1))  # (B, C, 1)
+    return (1.0 - silent(last)[:, 0, 0]) * (n > 0).to(known.dtype)
+
+
+def teacher_velocity(teacher: FoleyModel, batch: WindowBatch, cfg: StageConfig, silent=None):
+    """The teacher's guided velocity for reflow samples: CFG at cfg_scale, with the config's tail, prefix and
+    rescale rules. ``silent`` (silent_latents of the run's VAE) is needed only for teacher_prefix_cfg."""
+    s = teacher.guidance_scale(batch.cond, batch.cond_index, cfg.cfg_scale, cfg.tail_cfg_scale)
+    if cfg.teacher_prefix_cfg is not None:
+        s = prefix_guidance_scale(batch.mask, prefix_ends_in_sound(batch.known, batch.mask, silent), s,
+                                  cfg.teacher_prefix_cfg)
+    return cfg_velocity(teacher, batch.cond, None, s, rescale=cfg.teacher_cfg_rescale, **_model_kwargs(batch))
 
 
 @torch.no_grad()
-def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, gen: torch.Generator) -> dict:
+def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, gen: torch.Generator,
+               silent=None) -> dict:
     """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data).
     The teacher runs on its own device; the pairs come back on the host."""
     from tqdm import tqdm  # noqa: PLC0415
@@ -449,8 +476,7 @@ def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, ge
     for _ in tqdm(range(0, cfg.reflow_pairs, 64), desc="reflow pairs", unit="x64"):
         batch = sampler.batch(64, gen, sample_posterior=False)
         x0 = torch.randn(batch.x1.shape, generator=gen)
-        x1 = euler(guided(teacher, batch.to(device), cfg.cfg_scale, cfg.tail_cfg_scale), x0.to(device),
-                   cfg.teacher_steps).cpu()
+        x1 = euler(teacher_velocity(teacher, batch.to(device), cfg, silent), x0.to(device), cfg.teacher_steps).cpu()
         # Known latents stay the data's: the student is asked only for the free part, like its teacher.
         x1 = torch.where(batch.mask.bool(), batch.x1, x1)
         chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
@@ -466,7 +492,9 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
                                 **sampler_options(cfg, geom))
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         teacher = FoleyModel.from_pretrained(run / teacher_file).to(training_device(cfg))
-        save_file({k: v.contiguous() for k, v in make_pairs(teacher, sampler, cfg, gen).items()}, str(path))
+        silent = None if cfg.teacher_prefix_cfg is None else silent_latents(load_vae(run / "vae.safetensors"))
+        pairs = make_pairs(teacher, sampler, cfg, gen, silent)
+        save_file({k: v.contiguous() for k, v in pairs.items()}, str(path))
     return load_file(str(path))
 
 

@@ -16,7 +16,9 @@ from frieren_rt.flow import (
     euler,
     guidance_distillation_loss,
     guided_states,
+    prefix_guidance_scale,
     projected_guidance,
+    rescaled_guidance,
     tail_guidance_scale,
 )
 from frieren_rt.model import VectorField, preset
@@ -52,6 +54,36 @@ def test_projected_guidance_is_cfg_at_parallel_one_and_drops_the_part_along_the_
     x1_c = x + (1 - t).view(-1, 1, 1) * v_c  # the conditional endpoint prediction
     assert torch.allclose((update * x1_c).sum((1, 2)), torch.zeros(3), atol=1e-4)  # orthogonal per sample
     assert torch.allclose(projected_guidance(v_u, v_c, 1.0, x, t, 0.0), v_c)  # scale 1 is the conditional field
+
+
+def test_rescaled_guidance_is_plain_at_zero_and_gives_the_endpoint_the_conditional_spread_at_one():
+    gen = torch.Generator().manual_seed(0)
+    v_u, v_c, x = (torch.randn(3, 4, 5, generator=gen) for _ in range(3))
+    t = torch.tensor([0.0, 0.5, 0.9])
+    v_g = combine_guidance(v_u, v_c, 4.5)
+    assert torch.equal(rescaled_guidance(v_g, v_c, x, t, 0.0), v_g)
+    left = (1 - t).view(-1, 1, 1)
+    x1 = x + left * rescaled_guidance(v_g, v_c, x, t, 1.0)  # the rescaled endpoint prediction
+    assert torch.allclose(x1.std((1, 2)), (x + left * v_c).std((1, 2)), rtol=1e-4)
+    ratio = (x + left * v_c).std((1, 2)) / (x + left * v_g).std((1, 2))
+    assert torch.allclose(x1, (x + left * v_g) * ratio.view(-1, 1, 1), atol=1e-5)  # a scaling, not a new direction
+    half = x + left * rescaled_guidance(v_g, v_c, x, t, 0.5)  # phi blends the two predictions
+    assert torch.allclose(half, 0.5 * x1 + 0.5 * (x + left * v_g), atol=1e-5)
+    x, cond, null = torch.randn(3, 4, generator=gen), torch.randn(3, 4, generator=gen), torch.zeros(1, 4)
+    v = cfg_velocity(SpyNet(), cond, null, 4.5, rescale=0.7)(x, t)  # cfg_velocity applies it on request
+    v_u, v_c = SpyNet()(x, t, null.expand_as(cond)), SpyNet()(x, t, cond)
+    assert torch.allclose(v, rescaled_guidance(combine_guidance(v_u, v_c, 4.5), v_c, x, t, 0.7))
+
+
+def test_prefix_guidance_eases_only_the_free_latents_after_a_prefix_that_ends_in_sound():
+    mask = torch.zeros(3, 1, 6)
+    mask[:, :, :2] = 1.0  # two known latents each
+    s = prefix_guidance_scale(mask, torch.tensor([1.0, 0.0, 1.0]), 4.5, 1.0)
+    assert s.shape == (3, 1, 6)
+    assert torch.equal(s[0, 0], torch.tensor([4.5, 4.5, 1.0, 1.0, 1.0, 1.0]))  # eased after the sound
+    assert torch.equal(s[1, 0], torch.full((6,), 4.5))  # a silent prefix keeps the full scale
+    tail = torch.full((3, 1, 6), 2.0)  # composes with a per-latent scale (tail_guidance_scale)
+    assert torch.equal(prefix_guidance_scale(mask, torch.ones(3), tail, 1.0)[2, 0], torch.tensor([2.0, 2, 1, 1, 1, 1]))
 
 
 def test_cfg_equals_separate_branches_with_one_doubled_call_unconditional_first():

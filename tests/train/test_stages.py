@@ -76,6 +76,47 @@ def test_silence_weight_finds_silent_latents_and_weighs_only_them() -> None:
     torch.testing.assert_close(doubled, 2 * plain)
 
 
+def test_the_teacher_eases_guidance_only_after_a_prefix_that_ends_in_sound() -> None:
+    import torch
+
+    from frieren_rt.audio import LogMel
+    from frieren_rt.train.data import WindowBatch
+    from frieren_rt.train.stages import StageConfig, load_vae, prefix_ends_in_sound, silent_latents, teacher_velocity
+
+    vae = load_vae("frieren_rt/weights/vae.safetensors")
+    silent = silent_latents(vae)
+    t = torch.arange(22050) / 22050
+    audio = torch.cat([torch.zeros(22050), (0.5 * torch.sin(2 * torch.pi * 440 * t)).float()])
+    with torch.no_grad():
+        z = vae.to_flow(vae.encode(LogMel()(audio)[None, :, :170]).mean)  # (1, C, 85): a silent second, a tone
+    w = 12
+    known = torch.stack([z[0, :, 20:20 + w], z[0, :, 60:60 + w], z[0, :, 60:60 + w]])  # silence, tone, tone
+    mask = torch.zeros(3, 1, w)
+    mask[:2, :, :4] = 1.0  # the third window has no prefix
+    assert prefix_ends_in_sound(known, mask, silent).tolist() == [0.0, 1.0, 0.0]
+
+    class Branches(torch.nn.Module):  # v_u = x, v_c = x + 1: guidance adds s to every latent
+        cfg = None
+
+        def guidance_scale(self, cond, cond_index, scale, tail_scale=None):  # noqa: ANN001, ANN202
+            return scale
+
+        def null_condition(self, cond):  # noqa: ANN001, ANN202
+            return torch.zeros_like(cond)
+
+        def forward(self, x, t, cond, **_):  # noqa: ANN001, ANN202
+            return x + cond[:, :1, :1]
+
+    batch = WindowBatch(known, torch.ones(3, 1, 1), torch.zeros(3, w, dtype=torch.long), known, mask)
+    x = torch.zeros_like(known)
+    v = teacher_velocity(Branches(), batch, StageConfig(teacher_prefix_cfg=1.0), silent)(x, torch.zeros(3))
+    assert torch.equal(v[1, :, 4:], torch.ones_like(v[1, :, 4:]))  # eased to 1 after the tone
+    assert torch.equal(v[1, :, :4], torch.full_like(v[1, :, :4], 4.5))
+    assert torch.equal(v[0], torch.full_like(v[0], 4.5)) and torch.equal(v[2], torch.full_like(v[2], 4.5))
+    plain = teacher_velocity(Branches(), batch, StageConfig(), silent)(x, torch.zeros(3))
+    assert torch.equal(plain, torch.full_like(plain, 4.5))
+
+
 def test_the_gate_file_holds_each_detector_class_for_its_training_sounds_median_length(tmp_path) -> None:  # noqa: ANN001
     from tests.world.conftest import assets_ready  # noqa: PLC0415
 
