@@ -441,9 +441,9 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------
 def guided(model: FoleyModel, batch: WindowBatch, scale: float, tail_scale: float | None = None,
-           parallel: float = 1.0, rescale: float = 0.0):
+           parallel: float = 1.0):
     s = model.guidance_scale(batch.cond, batch.cond_index, scale, tail_scale)
-    return cfg_velocity(model, batch.cond, None, s, parallel=parallel, rescale=rescale, **_model_kwargs(batch))
+    return cfg_velocity(model, batch.cond, None, s, parallel=parallel, **_model_kwargs(batch))
 
 
 def prefix_ends_in_sound(known: torch.Tensor, mask: torch.Tensor, silent) -> torch.Tensor:
