@@ -58,7 +58,11 @@ class StageConfig:
     # vae
     vae_preset: str = "small"
     vae_segment_frames: int = 128
-    # decoder: a wider VAE decoder trained on the run's frozen encoder (None: the encoder's sizes)
+    # latent channels (None: the preset's 8). Frieren's VAE keeps 20; the class a sound is heard as is mostly
+    # lost in the 8-channel latent (MODEL_CARD.md, "What was tried"), so a run can widen it from its config.
+    vae_z_channels: int | None = None
+    # decoder sizes. In the vae section: the decoder trained jointly with the encoder (the streaming one); in
+    # the decoder section: a wider decoder trained on the run's frozen encoder (None: the encoder's sizes)
     vae_decoder_widths: tuple[int, ...] | None = None
     vae_decoder_res_blocks: int | None = None
     # flow
@@ -218,9 +222,16 @@ def load_vae(path: Path) -> MelVAE:
     return vae.eval()
 
 
+def stage_vae_config(cfg: StageConfig) -> VAEConfig:
+    """The VAE the vae stage trains: the preset with the config's latent channels and decoder sizes."""
+    overrides = {"z_channels": cfg.vae_z_channels, "decoder_widths": cfg.vae_decoder_widths,
+                 "decoder_res_blocks": cfg.vae_decoder_res_blocks}
+    return vae_preset(cfg.vae_preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def stage_vae(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     cache = FeatureCache(run / "cache_train")
-    vae = MelVAE(vae_preset(cfg.vae_preset))
+    vae = MelVAE(stage_vae_config(cfg))
     params = list(vae.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -212,6 +212,22 @@ def test_the_decoder_stage_trains_a_wider_offline_decoder_on_the_bit_identical_e
         assert torch.equal(a, b)  # the cached latents and the flow models trained on them stay valid
 
 
+def test_the_vae_stage_trains_the_latent_width_and_decoder_its_config_names(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.train.stages import load_vae, stage_vae
+
+    _fake_cache(tmp_path / "cache_train", range(3))
+    _fake_cache(tmp_path / "cache_val", range(3, 4))
+    torch.manual_seed(0)
+    cfg = load_stage_config("vae", steps=2, batch_size=2, vae_segment_frames=32, vae_z_channels=16,
+                            vae_decoder_widths=(32, 64), vae_decoder_res_blocks=1)
+    result = stage_vae(tmp_path, cfg)
+    vae = load_vae(tmp_path / "vae.safetensors")
+    assert result["done"] and vae.cfg.z_channels == 16 and vae.cfg.decoder_widths == (32, 64)
+    assert vae.encode(torch.zeros(1, 80, 32)).mean.shape == (1, 16, 16)  # (B, z, T / 2)
+
+
 def test_the_decoder_stage_says_which_stage_comes_first(tmp_path) -> None:  # noqa: ANN001
     from frieren_rt.train.stages import stage_decoder
 
