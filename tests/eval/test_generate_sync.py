@@ -2,8 +2,9 @@
 distilled model puts sound onsets on the frames that cause them.
 
 The bar is a stated regression guard, not issue 3's 0.90 target (missed; MODEL_CARD.md): pooled onset F1 at
-+-40 ms (EBU R37) over the first three test clips must reach ONSET_F1_BAR, and must be at least
-MISMATCH_MARGIN times the F1 of the same audio scored against another clip's events, so the check can fail.
++-40 ms (EBU R37) over the first five test clips must reach ONSET_F1_BAR, and must be at least
+MISMATCH_MARGIN times the F1 of the same audio scored against the other clips' events (the mean over every
+pairing), so the check can fail.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import pytest
 from frieren_rt.cli import main
 from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync
 
-SEEDS = (200000, 200001, 200002)  # the first three test-split clips: no selection
+SEEDS = (200000, 200001, 200002, 200003, 200004)  # the first five test-split clips: no selection
+CLIP_S = 10.0  # whole clips: 44 events over the five (6 s cuts held 13, too few for a steady ratio)
 # Measured with the shipped weights (runs/long24, distill, generate's defaults: offline decoder, HiFi-GAN
-# universal, seed 0): pooled F1 0.737 (precision 0.778, recall 0.7) in one run and 0.632 (0.667, 0.6) in another,
-# 0.211 against the next clip's events in both. These clips hold 20 onsets, so one onset moves F1 by about 0.05;
-# the second run's ratio was exactly 3 (12/19 against 4/19), which float rounding had failed: the margin is
-# compared with a tolerance of 1e-9, not lowered.
+# universal, seed 0) on these five whole clips: pooled F1 0.829 (precision and recall 0.829, 41 scored onsets) in two
+# runs, 0.073-0.098 (mean 0.079) against the other clips' events. Before, on the first three clips cut to 6 s
+# (10 events, so one onset moved F1 by about 0.05): 0.737 and 0.632 against 0.211 for the next clip's events;
+# the second run's ratio was exactly 3 (12/19 against 4/19), which is why the check now pools more events.
 # Before (runs/small19, distill, per-class event gate, seed 0): pooled F1 0.778 on
-# these clips (precision 0.875, recall 0.7) in three of four runs and 0.737 in one (generation is not bit-exact
+# the three 6 s clips (precision 0.875, recall 0.7) in three of four runs and 0.737 in one (generation is not bit-exact
 # from run to run), 0.21-0.22 against the next clip's events, 0.818 for the true audio (the onset detector's own
 # ceiling here); with generate's default since then, HiFi-GAN universal, 0.778 / 0.222 in one run, and 0.778 /
 # 0.222 again (precision 0.875, recall 0.7) with the offline VAE decoder before it. Earlier weights:
@@ -41,7 +43,7 @@ def generated(tmp_path_factory):
         from frieren_rt.world import render_clip
         from frieren_rt.world.mp4 import write_mp4
 
-        clips = [render_clip(s, duration=6.0) for s in SEEDS]
+        clips = [render_clip(s, duration=CLIP_S) for s in SEEDS]
     except Exception as err:  # noqa: BLE001 - the world needs the licensed sounds
         pytest.skip(f"world assets missing (run 'frieren-rt assets fetch'): {err}")
     threads = torch.get_num_threads()
@@ -65,8 +67,11 @@ def generated(tmp_path_factory):
 
 def test_generated_onsets_land_on_the_events_of_their_own_clip(generated):
     own = pool_sync([onset_sync(detect_onsets(a), c.events, c.silent_spans) for c, a in generated])
-    other = pool_sync([onset_sync(detect_onsets(a), generated[(i + 1) % len(generated)][0].events,
-                                  generated[(i + 1) % len(generated)][0].silent_spans)
-                       for i, (_, a) in enumerate(generated)])
+    n = len(generated)
+    # Chance agreement with a wrong clip, averaged over every shift: one pairing's count of chance hits is a
+    # handful of onsets, too few to hold a ratio steady (issue 3 notes: a 3-clip run tied the margin exactly).
+    other = [pool_sync([onset_sync(detect_onsets(a), generated[(i + k) % n][0].events,
+                                   generated[(i + k) % n][0].silent_spans)
+                        for i, (_, a) in enumerate(generated)])["f1"] for k in range(1, n)]
     assert own["f1"] >= ONSET_F1_BAR, own
-    assert own["f1"] >= MISMATCH_MARGIN * other["f1"] - 1e-9, (own, other)  # 12/19 vs 3 * 4/19 is a tie
+    assert own["f1"] >= MISMATCH_MARGIN * float(np.mean(other)), (own, other)
