@@ -10,6 +10,7 @@ evaluation (no unconditional branch at inference).
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import asdict, dataclass, fields, replace
@@ -93,6 +94,10 @@ class StageConfig:
     # Weight of the latent class probe's cross-entropy in the one-step students' loss (distill, single; 0 =
     # none): frieren_rt/train/class_probe.py.
     class_weight: float = 0.0
+    # flow: exponential moving average of the field's weights, saved as base.safetensors (0: off, the last
+    # iterate is saved; beyond Frieren, which trains without EMA: frieren.md). The last iterate of a batch-24
+    # CPU run carries its final steps' gradient noise; an average over the last ~1 / (1 - decay) steps does not.
+    ema_decay: float = 0.0
     # Flow loss weight of the latents in the first third of a second after an onset the detector reports
     # (1: none; event_tail_latents): where a sound's class is heard.
     event_weight: float = 1.0
@@ -202,6 +207,18 @@ def _sgd_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params, cfg: Stage
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     opt.step()
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """ema <- d * ema + (1 - d) * model, parameters and float buffers, with d = min(decay, (1 + step) / (10 +
+    step)) so the first steps do not average in the random initialisation."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+        if e.dtype.is_floating_point:
+            e.lerp_(m, 1.0 - d)
+        else:
+            e.copy_(m)
 
 
 def save_vae(vae: MelVAE, path: Path) -> None:
@@ -427,7 +444,9 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state = TrainState(step=0, modules={"model": model}, optimizers={"opt": opt}, generator=gen)
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay else None
+    modules = {"model": model} if ema is None else {"model": model, "ema": ema}  # the average resumes too
+    state = TrainState(step=0, modules=modules, optimizers={"opt": opt}, generator=gen)
 
     def step(i: int) -> dict[str, float]:
         batch = sampler.batch(cfg.batch_size, gen).to(device)
@@ -440,14 +459,20 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
             weight = 1.0 + tail if weight is None else weight + tail
         loss = masked_flow_loss(lambda x, t: model(x, t, cond, **kw), batch, gen, latent_weight=weight)
         _sgd_step(loss, opt, params, cfg, i)
+        if ema is not None:
+            ema_update(ema, model, cfg.ema_decay, i)
         return {"loss": float(loss.detach())}
 
     silent = None if cfg.silence_weight == 1.0 else silent_latents(vae)
     train_loop(step, state, total_steps=cfg.steps, folder=run / "flow", desc="flow", time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    model.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
-    return {"done": True}
+    if ema is None:
+        model.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
+        return {"done": True}
+    model.eval().cpu().save(run / "base_last.safetensors", stage="base", steps=str(cfg.steps))  # to compare
+    ema.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps), ema_decay=str(cfg.ema_decay))
+    return {"done": True, "ema_decay": cfg.ema_decay}
 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------

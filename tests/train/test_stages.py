@@ -348,6 +348,29 @@ def test_the_vector_field_chain_trains_on_the_configured_device(tmp_path) -> Non
         assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
 
 
+def test_ema_update_averages_toward_the_model_and_skips_the_initialisation_at_first() -> None:
+    import torch
+
+    from frieren_rt.train.stages import ema_update
+
+    ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(ema.weight), torch.nn.init.ones_(model.weight)
+    ema_update(ema, model, 0.999, step=0)  # d = min(0.999, 1 / 10): 90 % of the way at once
+    assert torch.allclose(ema.weight, torch.full_like(ema.weight, 0.9))
+    ema_update(ema, model, 0.5, step=10_000)  # late on, the configured decay
+    assert torch.allclose(ema.weight, torch.full_like(ema.weight, 0.95))
+
+
+def test_the_flow_stage_with_ema_saves_the_average_as_base_and_the_last_iterate_beside_it(tmp_path) -> None:  # noqa: ANN001
+    from frieren_rt.train.stages import run_stage
+
+    _fake_flow_run(tmp_path)
+    assert run_stage("flow", tmp_path, load_stage_config("flow", **TINY_CHAIN, ema_decay=0.99))["done"]
+    base = FoleyModel.from_pretrained(tmp_path / "base.safetensors").state_dict()
+    last = FoleyModel.from_pretrained(tmp_path / "base_last.safetensors").state_dict()
+    assert base.keys() == last.keys() and any(not (base[k] == last[k]).all() for k in base)
+
+
 def test_a_cuda_device_without_cuda_is_refused_with_what_to_do(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     import torch
 
