@@ -54,6 +54,10 @@ class Checkpointer:
         if not self.path.is_file():
             return False
         blob = torch.load(self.path, map_location="cpu", weights_only=True)
+        missing = [k for k in (*state.modules, *state.optimizers) if k not in {**blob["modules"], **blob["optimizers"]}]
+        if missing:  # e.g. a flow run resumed with ema_decay whose checkpoint was saved without an average
+            raise ValueError(f"{self.path} holds no state for {missing}: it was saved with another setup. Resume "
+                             f"with the config it was trained with, or move the checkpoint away to start afresh")
         for k, m in state.modules.items():
             m.load_state_dict(blob["modules"][k])
         for k, o in state.optimizers.items():

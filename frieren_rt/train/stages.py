@@ -59,8 +59,8 @@ class StageConfig:
     # vae
     vae_preset: str = "small"
     vae_segment_frames: int = 128
-    # latent channels (None: the preset's 8). Frieren's VAE keeps 20; the class a sound is heard as is mostly
-    # lost in the 8-channel latent (MODEL_CARD.md, "What was tried"), so a run can widen it from its config.
+    # latent channels (None: the preset's 8; Frieren's VAE keeps 20). Much of a sound's class is lost in the
+    # audio stack, so a run can widen the latent from its config (a 16-channel run: MODEL_CARD.md, "What was tried").
     vae_z_channels: int | None = None
     # decoder sizes. In the vae section: the decoder trained jointly with the encoder (the streaming one); in
     # the decoder section: a wider decoder trained on the run's frozen encoder (None: the encoder's sizes)
@@ -96,7 +96,8 @@ class StageConfig:
     class_weight: float = 0.0
     # flow: exponential moving average of the field's weights, saved as base.safetensors (0: off, the last
     # iterate is saved; beyond Frieren, which trains without EMA: frieren.md). The last iterate of a batch-24
-    # CPU run carries its final steps' gradient noise; an average over the last ~1 / (1 - decay) steps does not.
+    # CPU run carries its final steps' gradient noise; an average over the last ~1 / (1 - decay) steps does not
+    # (measured at 0.999: no gain for the shipped recipe, MODEL_CARD.md "What was tried").
     ema_decay: float = 0.0
     # Flow loss weight of the latents in the first third of a second after an onset the detector reports
     # (1: none; event_tail_latents): where a sound's class is heard.
@@ -467,12 +468,11 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     train_loop(step, state, total_steps=cfg.steps, folder=run / "flow", desc="flow", time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    if ema is None:
-        model.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps))
-        return {"done": True}
-    model.eval().cpu().save(run / "base_last.safetensors", stage="base", steps=str(cfg.steps))  # to compare
-    ema.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps), ema_decay=str(cfg.ema_decay))
-    return {"done": True, "ema_decay": cfg.ema_decay}
+    if ema is not None:  # the average ships; the last iterate stays beside it to compare
+        model.eval().cpu().save(run / "base_last.safetensors", stage="base", steps=str(cfg.steps))
+        model = ema
+    model.eval().cpu().save(run / "base.safetensors", stage="base", steps=str(cfg.steps), ema_decay=str(cfg.ema_decay))
+    return {"done": True}
 
 
 # --- stages: reflow, distill, single-pass ------------------------------------------------------------------

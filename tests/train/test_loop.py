@@ -43,6 +43,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     assert losses[-1] < losses[0] / 10
 
 
+def test_a_checkpoint_without_a_module_the_run_now_has_is_refused_with_what_to_do(tmp_path):
+    import pytest
+
+    state, step = _setup()
+    train_loop(step, state, total_steps=2, folder=tmp_path, checkpoint_every=1)
+    more, step = _setup()
+    more = TrainState(step=0, modules={**more.modules, "ema": torch.nn.Linear(3, 1)}, optimizers=more.optimizers,
+                      generator=more.generator)
+    with pytest.raises(ValueError, match=r"no state for \['ema'\].*config it was trained with"):
+        train_loop(step, more, total_steps=4, folder=tmp_path)
+
+
 def test_warmup_then_cosine_to_floor():
     assert warmup_cosine(0, total=100, warmup=10) == 0.1
     assert warmup_cosine(9, total=100, warmup=10) == 1.0
