@@ -142,6 +142,11 @@ class StageConfig:
     # section 4.4, fine-tunes on predicted mels the same way). None: true mels only.
     vocoder_vae: str | None = None
     vocoder_vae_fraction: float = 0.5
+    # What the student's audio is compared with: "teacher" (HiFi-GAN universal's audio of the true mel:
+    # distillation, the shipped student's) or "world" (the clips' own audio: ordinary vocoder training, so the
+    # student can learn this world's sounds past what the universal teacher keeps of them; MODEL_CARD.md, "What
+    # was tried"). The mel loss always compares with the true mel.
+    vocoder_target: str = "teacher"
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -635,14 +640,23 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
                                           MultiScaleMelLoss, cached_targets, discriminator_loss, load_vocoder,
-                                          new_student, regression_loss, save_vocoder)
+                                          new_student, regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
+    if cfg.vocoder_target not in ("teacher", "world"):
+        raise ValueError(f"vocoder_target must be 'teacher' or 'world', not {cfg.vocoder_target!r}")
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
-    targets = cached_targets(run, mels, seeds)
+    if cfg.vocoder_target == "teacher":
+        targets = cached_targets(run, mels, seeds)
+    else:
+        targets = world_audio(seeds, cache.config.world, cache.config.duration)
+        short = [s for s, m, t in zip(seeds, mels, targets, strict=True) if t.numel() < m.shape[1] * 256]
+        if short:
+            raise ValueError(f"the world's audio of clips {short[:5]} is shorter than their cached mels: the cache "
+                             f"in {run / 'cache_train'} was built from another world; rebuild it")
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     logmel = LogMel()

@@ -13,12 +13,18 @@ that smoothness costs most of the class identity the teacher keeps (MODEL_CARD.m
 multi-resolution spectrogram discriminator (UnivNet's MRD, Jang et al. 2021: 2-D convolutions over STFT
 magnitudes) with the least-squares GAN and feature-matching losses of HiFi-GAN (Kong et al. 2020, section 2.3),
 normally as a fine-tune of a regression-trained student.
+
+``world_audio`` gives the other target: the clips' own audio, re-mixed from the world's plan (bit-identical to
+the audio the cached mels were computed from). A student trained on it learns this world's sounds rather than
+the universal teacher's rendering of their mels, so it is not bounded by the teacher (HiFi-GAN itself is
+trained on the original audio, Kong et al. 2020, section 4); the eval's class accuracy is fitted on that audio.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +37,7 @@ from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["MultiScaleMelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss",
-           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets"]
+           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -204,6 +210,20 @@ def cached_targets(run: Path, mels: list[torch.Tensor], seeds: list[int]) -> lis
         save_file({str(s): w.contiguous() for s, w in zip(seeds, wavs)}, str(path))
     flat = load_file(str(path))
     return [flat[str(s)] for s in seeds]
+
+
+def world_audio(seeds: Sequence[int], world: str, duration: float) -> list[torch.Tensor]:
+    """The true audio (S,) float32 of each clip of the ``world`` preset cut to ``duration`` seconds, mixed from
+    its plan without drawing a frame (about 0.2 s a clip here): the target a vocoder is normally trained on."""
+    from frieren_rt.world.config import PRESETS  # noqa: PLC0415
+    from frieren_rt.world.render import mix_audio  # noqa: PLC0415
+    from frieren_rt.world.scene import plan_clip  # noqa: PLC0415
+    from frieren_rt.world.sound_pool import load_pool  # noqa: PLC0415
+
+    cfg = replace(PRESETS[world], duration=float(duration))
+    pool = load_pool(cfg.sample_rate)
+    return [torch.from_numpy(mix_audio(plan_clip(int(s), cfg, pool=pool), pool))
+            for s in tqdm(seeds, desc="world audio", unit="clip")]
 
 
 def new_student(name: str, seed: int) -> HifiganGenerator:

@@ -289,6 +289,20 @@ def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:
     assert load_vocoder(tmp_path / "vocoder.safetensors").cfg.upsample_initial_channel == 128
 
 
+def test_the_vocoder_stage_trains_on_the_worlds_own_audio_and_refuses_an_unknown_target(tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from frieren_rt.train.stages import stage_vocoder
+
+    _fake_cache(tmp_path / "cache_train", range(2), frames=40)  # no teacher targets: "world" never needs them
+    cfg = load_stage_config("vocoder", steps=2, batch_size=2, vocoder_preset="tiny", vocoder_clips=2,
+                            vocoder_target="world")
+    assert stage_vocoder(tmp_path, cfg)["done"]
+    assert not (tmp_path / "vocoder_targets.safetensors").exists()
+    with pytest.raises(ValueError, match="vocoder_target must be"):
+        stage_vocoder(tmp_path, load_stage_config("vocoder", steps=2, vocoder_target="true"))
+
+
 def _fake_flow_run(folder: Path, seeds: range = range(3), seconds: float = 4.0) -> None:
     """A run folder the vector-field stages can train on: a feature cache of random mels, image and motion
     features at 30 fps (motion: the 4 x 4 grid's 17 values) and a small VAE (no detector: no event traces)."""

@@ -64,3 +64,16 @@ def test_the_band_loss_charges_a_level_error_more_than_unpredictable_texture_unl
     assert abs(float(bands(0.5 * x, x)) - 0.693) < 0.01  # ln 2 in every band
     assert float(bands(other, x)) < float(bands(0.5 * x, x))
     assert float(stft_loss(other, x)) > float(stft_loss(0.5 * x, x))
+
+
+def test_world_audio_is_the_rendered_clips_audio_whose_mel_the_cache_holds():
+    import numpy as np
+
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.train.vocoder import world_audio
+    from frieren_rt.world import render_clip
+
+    (wav,) = world_audio([3], "small", 2.0)
+    clip = render_clip(3, duration=2.0)
+    assert np.array_equal(wav.numpy(), clip.audio)  # the plan re-mixed without frames: the same samples
+    assert LogMel()(wav).shape[1] * 256 <= wav.numel()  # every mel frame's crop has its audio
