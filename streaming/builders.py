@@ -21,7 +21,7 @@ from torch import nn
 from frieren_rt.backends import apply_backend
 from frieren_rt.streaming.clock import Clock, MonotonicClock
 from frieren_rt.streaming.engine import Engine, EngineConfig
-from frieren_rt.windowing import StreamGeometry, WindowedGenerator, context_latents_for, euler_sampler
+from frieren_rt.windowing import StreamGeometry, WindowedGenerator, euler_sampler
 
 __all__ = ["ArrayFeatures", "PooledColourFeatures", "build_engine", "random_engine"]
 

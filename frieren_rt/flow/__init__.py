@@ -62,5 +62,6 @@ __all__ = [
     "reflow_loss",
     "reflow_pairs",
     "rescaled_guidance",
+    "tail_guidance_scale",
     "time_grid",
 ]

@@ -84,7 +84,7 @@ def stage_detector(run: Path, cfg: Any, time_budget_s: float | None = None) -> d
                time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    del frames
+    frames = None  # drop the rendered training clips (about 20 GiB at peak) before the validation ones
     val_frames, val_labels = render_detector_clips(val_seeds, dcfg, cfg.clip_seconds, desc="detector: render val")
     scores = evaluate_detector(model, val_frames, val_labels)
     model.eval().save(run / "detector.safetensors", stage="detector", steps=str(cfg.steps))

@@ -158,7 +158,6 @@ from frieren_rt.streaming.engine import (  # noqa: E402
     video_covered_until,
 )
 from frieren_rt.windowing import HopTimings, generate_offline  # noqa: E402
-from tests.windowing.standins import make_generator  # noqa: E402
 
 
 def test_video_is_covered_up_to_the_clock_minus_grace_but_at_most_a_frame_past_the_newest() -> None:
