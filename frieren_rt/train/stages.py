@@ -649,17 +649,20 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
+    logmel = LogMel()
     if cfg.vocoder_target == "teacher":
         targets = cached_targets(run, mels, seeds)
     else:
         targets = world_audio(seeds, cache.config.world, cache.config.duration)
-        short = [s for s, m, t in zip(seeds, mels, targets, strict=True) if t.numel() < m.shape[1] * 256]
-        if short:
-            raise ValueError(f"the world's audio of clips {short[:5]} is shorter than their cached mels: the cache "
-                             f"in {run / 'cache_train'} was built from another world; rebuild it")
+        # The mel loss compares with the cached mel and the spectral loss with this audio: they must be one clip.
+        stale = [s for s, m, t in zip(seeds, mels, targets, strict=True)
+                 if t.numel() < m.shape[1] * 256 or not torch.allclose(logmel(t)[:, : m.shape[1]], m, atol=1e-3)]
+        if stale:
+            raise ValueError(f"the world's audio of clips {stale[:5]} does not give their cached mels: the cache in "
+                             f"{run / 'cache_train'} was built from another version of the world; rebuild it "
+                             f"('frieren-rt train cache' into a new run folder)")
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
-    logmel = LogMel()
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     student.requires_grad_(True).train()
     params = list(student.parameters())

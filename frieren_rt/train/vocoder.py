@@ -213,17 +213,13 @@ def cached_targets(run: Path, mels: list[torch.Tensor], seeds: list[int]) -> lis
 
 
 def world_audio(seeds: Sequence[int], world: str, duration: float) -> list[torch.Tensor]:
-    """The true audio (S,) float32 of each clip of the ``world`` preset cut to ``duration`` seconds, mixed from
-    its plan without drawing a frame (about 0.2 s a clip here): the target a vocoder is normally trained on."""
+    """The true audio (S,) float32 of each clip of the ``world`` preset cut to ``duration`` seconds, without
+    drawing a frame (frieren_rt.eval.truth): the target a vocoder is normally trained on."""
+    from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
     from frieren_rt.world.config import PRESETS  # noqa: PLC0415
-    from frieren_rt.world.render import mix_audio  # noqa: PLC0415
-    from frieren_rt.world.scene import plan_clip  # noqa: PLC0415
-    from frieren_rt.world.sound_pool import load_pool  # noqa: PLC0415
 
     cfg = replace(PRESETS[world], duration=float(duration))
-    pool = load_pool(cfg.sample_rate)
-    return [torch.from_numpy(mix_audio(plan_clip(int(s), cfg, pool=pool), pool))
-            for s in tqdm(seeds, desc="world audio", unit="clip")]
+    return [torch.from_numpy(true_audio(s, cfg).audio) for s in tqdm(seeds, desc="world audio", unit="clip")]
 
 
 def new_student(name: str, seed: int) -> HifiganGenerator:

@@ -289,18 +289,31 @@ def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:
     assert load_vocoder(tmp_path / "vocoder.safetensors").cfg.upsample_initial_channel == 128
 
 
-def test_the_vocoder_stage_trains_on_the_worlds_own_audio_and_refuses_an_unknown_target(tmp_path) -> None:  # noqa: ANN001
-    import pytest
+def test_the_vocoder_stage_trains_on_the_worlds_own_audio_and_refuses_a_stale_cache_or_unknown_target(
+        tmp_path: Path) -> None:
+    import torch
 
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.data import CacheConfig, ClipRecord, write_cache
     from frieren_rt.train.stages import stage_vocoder
+    from frieren_rt.train.vocoder import world_audio
 
-    _fake_cache(tmp_path / "cache_train", range(2), frames=40)  # no teacher targets: "world" never needs them
+    seeds = [0, 1]
+    mels = [LogMel()(w) for w in world_audio(seeds, "small", 2.0)]  # what 'train cache' stores for 2 s clips
+    write_cache(tmp_path / "cache_train", [ClipRecord(seed=s, mel=m, image=torch.zeros(1, 4), motion=torch.zeros(1, 4),
+                                                      frame_ts=torch.zeros(1, dtype=torch.float64), events=[],
+                                                      silent_spans=[]) for s, m in zip(seeds, mels)],
+                CacheConfig(duration=2.0))
     cfg = load_stage_config("vocoder", steps=2, batch_size=2, vocoder_preset="tiny", vocoder_clips=2,
                             vocoder_target="world")
     assert stage_vocoder(tmp_path, cfg)["done"]
-    assert not (tmp_path / "vocoder_targets.safetensors").exists()
+    assert not (tmp_path / "vocoder_targets.safetensors").exists()  # no teacher audio computed
     with pytest.raises(ValueError, match="vocoder_target must be"):
         stage_vocoder(tmp_path, load_stage_config("vocoder", steps=2, vocoder_target="true"))
+    stale = tmp_path / "stale"
+    _fake_cache(stale / "cache_train", range(2), frames=40)  # mels of no world clip
+    with pytest.raises(ValueError, match=r"clips \[0, 1\] does not give their cached mels.*rebuild"):
+        stage_vocoder(stale, cfg)
 
 
 def _fake_flow_run(folder: Path, seeds: range = range(3), seconds: float = 4.0) -> None:
