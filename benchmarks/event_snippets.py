@@ -1,0 +1,114 @@
+"""Where does a generated sound lose its class? Per class, over the test split: the class classifier's accuracy
+on the true and on the generated audio (frieren_rt/eval/classify.py: the 0.5 s snippet from each true onset),
+and how much of that snippet is silent in the generated audio while the true audio still sounds there.
+
+A frame (512-point STFT, 10 ms hop, 48 HTK mel bands as the classifier's own features) is "silent" when its
+band-mean level is under -70 dB; the true world audio is either sounding or digitally silent (-100 dB), so
+"cut" = frames silent in the generated snippet but not in the true one, as a share of the snippet. A field that
+ends sounds early (MODEL_CARD.md, "What was tried": tail_energy.py) shows here as a cut share that grows
+with the time since the onset; the profile row gives it per 50 ms.
+
+    python benchmarks/event_snippets.py --clips 24                      # shipped distilled model, streaming
+    python benchmarks/event_snippets.py --weights DIR --row single:1 --no-gate
+
+Needs the asset cache (``frieren-rt assets fetch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from frieren_rt.eval.aisfx import htk_mel_filterbank
+from frieren_rt.eval.classify import event_snippets, fit_event_classifier
+from frieren_rt.eval.runner import parse_row
+from frieren_rt.eval.truth import true_audio
+from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
+from frieren_rt.world import render_clip
+from frieren_rt.world.config import SPLITS
+from frieren_rt.world.events import EVENT_CLASSES
+
+SILENT_DB = -70.0
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--split", choices=list(SPLITS), default="test")
+    p.add_argument("--clips", type=int, default=24, help="clips of the split (10 s each; default 24)")
+    p.add_argument("--row", default="distill:1", help="VARIANT:STEPS[:CFG], as frieren-rt eval --row (default "
+                   "distill:1)")
+    p.add_argument("--no-gate", action="store_true", help="generate without the event gate")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+def frame_levels(snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
+    """(E, L) snippets -> (E, T) band-mean level in dB per 10 ms frame (floor -100 dB), as LogMelStats sees them."""
+    x = torch.as_tensor(snippets)
+    spec = torch.stft(x, 512, 220, window=torch.hann_window(512), center=True, pad_mode="constant",
+                      return_complex=True).abs().square()
+    fb = torch.as_tensor(htk_mel_filterbank(48, 512, sample_rate, 0.0, sample_rate / 2))
+    return 10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10).mean(1)
+
+
+def cut_frames(generated: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """(E, T) levels each -> (E, T) float: 1 where the generated frame is silent and the true one is not."""
+    return ((generated < SILENT_DB) & (true >= SILENT_DB)).float()
+
+
+def per_class(values: torch.Tensor, labels: list[str]) -> dict[str, float]:
+    """(E,) -> mean per class, in EVENT_CLASSES order, for the classes present."""
+    return {c: float(values[[i for i, lab in enumerate(labels) if lab == c]].mean())
+            for c in EVENT_CLASSES if c in labels}
+
+
+def heard_as(predicted: list[str], labels: list[str], cls: str) -> str:
+    """The class most often predicted for the events of ``cls``, with its share (e.g. "impact 0.45")."""
+    mine = [p for p, lab in zip(predicted, labels, strict=True) if lab == cls]
+    top = max(set(mine), key=mine.count)
+    return f"{top} {mine.count(top) / len(mine):.2f}"
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    row = parse_row(args.row)
+    classifier = fit_event_classifier([true_audio(s) for s in tqdm(list(SPLITS["train"])[:200],
+                                                                    desc="classifier data")])
+    clips = [c for c in (render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips],
+                                                       desc=f"{args.split} clips")) if c.events]
+    options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, event_gate=not args.no_gate)
+    pipe = FoleyPipeline.from_dir(args.weights, options)
+    labels, pred_true, pred_gen, cut = [], [], [], []
+    for clip in tqdm(clips, desc=args.row):
+        audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration, seed=clip.seed)
+        levels = [frame_levels(event_snippets(a, clip.events, clip.sample_rate, classifier.snippet_s),
+                               clip.sample_rate) for a in (audio, clip.audio)]
+        cut.append(cut_frames(*levels))
+        pred_true += classifier.predict(clip.audio, clip.events)
+        pred_gen += classifier.predict(audio, clip.events)
+        labels += [e.cls for e in clip.events]
+    cut_t = torch.cat(cut)
+    true_t, gen_t = (torch.tensor([p == lab for p, lab in zip(pred, labels, strict=True)], dtype=torch.float32)
+                     for pred in (pred_true, pred_gen))
+    share = cut_t.mean(1)
+    acc_true, acc_gen, cut_c = per_class(true_t, labels), per_class(gen_t, labels), per_class(share, labels)
+    print(f"\n{args.split}, {len(clips)} clips with events, {len(labels)} events, {args.row}"
+          f"{' (no gate)' if args.no_gate else ''}\n| class | events | class acc, true | class acc, generated "
+          "| generated heard as | snippet cut |\n|---|---|---|---|---|---|")
+    for c in acc_true:
+        print(f"| {c} | {labels.count(c)} | {acc_true[c]:.2f} | {acc_gen[c]:.2f} | "
+              f"{heard_as(pred_gen, labels, c)} | {cut_c[c]:.2f} |")
+    print(f"| all | {len(labels)} | {float(true_t.mean()):.3f} | {float(gen_t.mean()):.3f} | | "
+          f"{float(share.mean()):.3f} |")
+    profile = cut_t.unfold(1, 5, 5).mean(-1).mean(0)  # (T // 5,) per 50 ms
+    print("cut share per 50 ms after the onset:", " ".join(f"{v:.2f}" for v in profile.tolist()))
+
+
+if __name__ == "__main__":
+    main()
