@@ -40,8 +40,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
     p.add_argument("--split", choices=list(SPLITS), default="test")
     p.add_argument("--clips", type=int, default=24, help="clips of the split (10 s each; default 24)")
-    p.add_argument("--row", default="distill:1", help="VARIANT:STEPS[:CFG], as frieren-rt eval --row (default "
-                   "distill:1)")
+    p.add_argument("--row", default="distill:1", help="VARIANT:STEPS[:CFG][@VOCODER], as frieren-rt eval "
+                   "--row (default distill:1)")
     p.add_argument("--no-gate", action="store_true", help="generate without the event gate")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -82,7 +82,8 @@ def main() -> None:
                                                                     desc="classifier data")])
     clips = [c for c in (render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips],
                                                        desc=f"{args.split} clips")) if c.events]
-    options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, event_gate=not args.no_gate)
+    options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
+                                event_gate=not args.no_gate)
     pipe = FoleyPipeline.from_dir(args.weights, options)
     labels, pred_true, pred_gen, cut = [], [], [], []
     for clip in tqdm(clips, desc=args.row):
