@@ -2,7 +2,7 @@
 on the true and on the generated audio (frieren_rt/eval/classify.py: the 0.5 s snippet from each true onset),
 and how much of that snippet is silent in the generated audio while the true audio still sounds there.
 
-A frame (512-point STFT, 10 ms hop, 48 HTK mel bands as the classifier's own features) is "silent" when its
+A frame (the classifier's own LogMelStats bands: 512-point STFT, 10 ms hop, 48 HTK mel bands) is "silent" when its
 band-mean level is under -70 dB; the true world audio is either sounding or digitally silent (-100 dB), so
 "cut" = frames silent in the generated snippet but not in the true one, as a share of the snippet. A field that
 ends sounds early (MODEL_CARD.md, "What was tried": tail_energy.py) shows here as a cut share that grows
@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.eval.aisfx import htk_mel_filterbank
-from frieren_rt.eval.classify import event_snippets, fit_event_classifier
+from frieren_rt.eval.classify import LogMelStats, event_snippets, fit_event_classifier
 from frieren_rt.eval.runner import parse_row
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
@@ -48,12 +47,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def frame_levels(snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
-    """(E, L) snippets -> (E, T) band-mean level in dB per 10 ms frame (floor -100 dB), as LogMelStats sees them."""
-    x = torch.as_tensor(snippets)
-    spec = torch.stft(x, 512, 220, window=torch.hann_window(512), center=True, pad_mode="constant",
-                      return_complex=True).abs().square()
-    fb = torch.as_tensor(htk_mel_filterbank(48, 512, sample_rate, 0.0, sample_rate / 2))
-    return 10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10).mean(1)
+    """(E, L) snippets -> (E, T) band-mean level in dB per 10 ms frame (floor -100 dB), as the classifier's
+    LogMelStats features see them."""
+    return LogMelStats().band_db(snippets, sample_rate).mean(1)
 
 
 def cut_frames(generated: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

@@ -71,14 +71,18 @@ class LogMelStats:
     hop: int = 220
     n_slices: int = 8
 
-    def __call__(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
+    def band_db(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """(E, L) snippets -> (E, M, T) mel-band levels in dB per frame (floor -100 dB): what the stats summarise."""
         x = torch.as_tensor(np.asarray(snippets, np.float32))  # (E, L)
-        if x.shape[0] == 0:
-            return torch.zeros(0, 3 * self.n_mels + self.n_slices)
         spec = torch.stft(x, self.n_fft, self.hop, window=torch.hann_window(self.n_fft), center=True,
                           pad_mode="constant", return_complex=True).abs().square()  # (E, K, T)
         fb = torch.as_tensor(htk_mel_filterbank(self.n_mels, self.n_fft, sample_rate, 0.0, sample_rate / 2))
-        db = 10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10)  # (E, M, T)
+        return 10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10)
+
+    def __call__(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
+        if len(snippets) == 0:
+            return torch.zeros(0, 3 * self.n_mels + self.n_slices)
+        db = self.band_db(snippets, sample_rate)  # (E, M, T)
         slices = torch.stack([s.mean(dim=(1, 2)) for s in db.chunk(self.n_slices, dim=2)], dim=1)  # (E, S')
         if slices.shape[1] < self.n_slices:  # fewer frames than slices: repeat the last
             slices = torch.cat([slices, slices[:, -1:].expand(-1, self.n_slices - slices.shape[1])], dim=1)

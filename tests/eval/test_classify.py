@@ -36,6 +36,16 @@ def test_logmel_stats_shape():
     assert feats.shape == (3, 3 * 48 + 8) and torch.isfinite(feats).all()
 
 
+def test_logmel_stats_summarise_their_band_levels():
+    x = np.random.default_rng(1).standard_normal((2, 11025)).astype(np.float32)
+    x[1, 5000:] = 0.0  # digital silence reads the -100 dB floor
+    stats = LogMelStats()
+    db = stats.band_db(x, 22050)
+    assert db.shape[:2] == (2, 48)
+    assert torch.allclose(stats(x, 22050)[:, :48], db.mean(2))
+    assert float(db[1, :, -5:].max()) == pytest.approx(-100.0)
+
+
 def test_linear_classifier_separates_blobs_and_round_trips():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(50, 4, generator=g) + 3, torch.randn(50, 4, generator=g) - 3])
