@@ -15,6 +15,6 @@ setup(
     packages=find_packages(include=["frieren_rt", "frieren_rt.*"])
     + _mapped("kernels", "frieren_rt.kernels")
     + _mapped("streaming", "frieren_rt.streaming"),
-    package_data={"frieren_rt": ["weights/*.safetensors", "weights/*.json", "configs/*.json"],
+    package_data={"frieren_rt": ["weights/*.safetensors", "weights/*.json", "configs/*.json", "eval/*.safetensors"],
                   "frieren_rt.streaming": ["static/*"]},
 )

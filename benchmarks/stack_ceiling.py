@@ -25,10 +25,9 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.audio.hifigan import HifiganGenerator
-from frieren_rt.eval.aisfx import Aisfx, htk_mel_filterbank
-from frieren_rt.eval.classify import event_snippets, fit_event_classifier
-from frieren_rt.eval.runner import _metrics, _summarise, reconstruct
-from frieren_rt.eval.truth import true_audio
+from frieren_rt.eval.aisfx import htk_mel_filterbank
+from frieren_rt.eval.classify import event_snippets
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct
 from frieren_rt.train.stages import load_vae
 from frieren_rt.train.vocoder import load_vocoder
 from frieren_rt.world import render_clip
@@ -74,8 +73,7 @@ def peak_features(classifier, audio: np.ndarray, events) -> torch.Tensor:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:200], desc="classifier data")]
-    tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
+    tools = eval_tools()
     clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
     truth = [_metrics(c.audio, c, tools) for c in clips]
     true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
@@ -95,10 +93,10 @@ def main() -> None:
             per = [_metrics(a, c, tools) for a, c in zip(audios, clips, strict=True)]
             rows.append((f"mel -> {'VAE ' + aname if vae is not None else 'no VAE'} -> {vname}",
                          _summarise(per, true_emb, true_post), flux(audios)))
-    print(f"\n{args.split}, {args.clips} clips\n| audio | onset F1 | class acc | FD (aisfx) | flux (dB / 10 ms) "
-          "| peak bias (SD) |\n|---|---|---|---|---|---|")
+    print(f"\n{args.split}, {args.clips} clips\n| audio | onset F1 | onset F1, learned | class acc | FD (aisfx) | flux (dB / 10 ms) "
+          "| peak bias (SD) |\n|---|---|---|---|---|---|---|")
     for name, r, (f, peak) in rows:
-        print(f"| {name} | {r['onset_f1']:.3f} | {r['class_acc']:.3f} | {r['fd']:.1f} | {f:.2f} | {peak:+.2f} |")
+        print(f"| {name} | {r['onset_f1']:.3f} | {r['learned_onset_f1']:.3f} | {r['class_acc']:.3f} | {r['fd']:.1f} | {f:.2f} | {peak:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Rows: the base, reflow and reflow + distill models at 1 / 5 / 25 Euler steps and base with Dopri5 (Frieren,
 table 2), the single-pass guidance-distilled student (beyond Frieren), the true audio (the ceiling) and true
 audio of a mismatched clip (a floor: proof that each metric can fail). Metrics (issue 3, "Evaluation"):
-onset sync at +-40 ms (EBU R37), class accuracy from a classifier fitted on true train-split audio, FD and a
+onset sync at +-40 ms (EBU R37) by two detectors (the spectral-flux one of onsets.py and the learned one of
+onset_net.py, fitted on true train-split audio), class accuracy from a classifier fitted on true train-split audio, FD and a
 paired KL on embeddings of the pretrained aisfx network, and generation time per second of audio by stage.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-__all__ = ["EvalRow", "DEFAULT_ROWS", "evaluate", "markdown_table"]
+__all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,28 @@ QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "single-pass student, Euler 1, no event gate"})
 
 
+def eval_tools(train_clips: int = 200) -> dict:
+    """The judges every row shares: the event classifier fitted on the TRUE audio of the first ``train_clips``
+    train-split clips, the pretrained aiSFX network and the shipped learned onset detector."""
+    from frieren_rt.eval.aisfx import Aisfx  # noqa: PLC0415
+    from frieren_rt.eval.classify import fit_event_classifier  # noqa: PLC0415
+    from frieren_rt.eval.onset_net import LearnedOnsetDetector  # noqa: PLC0415
+    from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:train_clips], desc="classifier data")]
+    return {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained(),
+            "onsets": LearnedOnsetDetector.load()}
+
+
 def _metrics(audio: np.ndarray, clip, tools) -> dict:
     from frieren_rt.eval.classify import class_accuracy, clip_posterior  # noqa: PLC0415
     from frieren_rt.eval.onsets import detect_onsets, onset_sync  # noqa: PLC0415
 
     sync = onset_sync(detect_onsets(audio), clip.events, clip.silent_spans)
+    learned = onset_sync(tools["onsets"](audio), clip.events, clip.silent_spans)
     acc = class_accuracy(tools["classifier"], audio, clip.events)
-    return {"sync": sync, "acc": acc, "n_events": len(clip.events),
+    return {"sync": sync, "learned": learned, "acc": acc, "n_events": len(clip.events),
             "emb": tools["aisfx"].embed_clip(audio, clip.sample_rate).numpy(),
             "post": clip_posterior(tools["classifier"], audio, clip.events)}
 
@@ -81,12 +97,15 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
     from frieren_rt.eval.onsets import pool_sync  # noqa: PLC0415
 
     sync = pool_sync([c["sync"] for c in per_clip])
+    learned = pool_sync([c["learned"] for c in per_clip])
     n = sum(c["n_events"] for c in per_clip)
     acc = sum(c["acc"] * c["n_events"] for c in per_clip if c["n_events"]) / max(n, 1)
     emb = np.stack([c["emb"] for c in per_clip])
     post = torch.stack([c["post"] for c in per_clip])
     return {"onset_f1": sync["f1"], "mean_abs_offset_ms": sync["mean_abs_offset_ms"],
             "false_onsets_in_silence": sync["false_onset_rate_in_silence"], "class_acc": acc,
+            "learned_onset_f1": learned["f1"], "learned_mean_abs_offset_ms": learned["mean_abs_offset_ms"],
+            "learned_false_onsets_in_silence": learned["false_onset_rate_in_silence"],
             "fd": frechet_distance(emb, true_emb), "kl": paired_kl(true_post, post)}
 
 
@@ -115,15 +134,11 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
              train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test") -> dict:
     """Run ``rows`` on the first ``clips`` world clips of ``split`` (test; train checks fitting rather than
     generalisation); returns (and writes to ``out``) a JSON dict."""
-    from frieren_rt.eval.aisfx import Aisfx  # noqa: PLC0415
-    from frieren_rt.eval.classify import fit_event_classifier  # noqa: PLC0415
-    from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
     from frieren_rt.world import render_clip  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
-    train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:train_clips], desc="classifier data")]
-    tools = {"classifier": fit_event_classifier(train), "aisfx": Aisfx.from_pretrained()}
+    tools = eval_tools(train_clips)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
     test = [render_clip(s) for s in tqdm(list(SPLITS[split])[:clips], desc=f"{split} clips")]
@@ -187,12 +202,14 @@ def reconstruct(audio: np.ndarray, vocoder, vae=None) -> np.ndarray:
 
 def markdown_table(report: dict) -> str:
     """The report as the MODEL_CARD / README table."""
-    head = ("| model | onset F1 (+-40 ms) | mean abs offset (ms) | false onsets in silence | class acc | FD (aisfx) "
-            "| KL | gen. s per audio s |\n|---|---|---|---|---|---|---|---|")
+    head = ("| model | onset F1 (+-40 ms) | mean abs offset (ms) | false onsets in silence | onset F1, learned detector "
+            "| false onsets in silence, learned | class acc | FD (aisfx) | KL | gen. s per audio s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for name, r in report["rows"].items():
         t = r["timing"]["total_s_per_audio_s"] if r["timing"] else float("nan")
         lines.append(f"| {name} | {r['onset_f1']:.3f} | {r['mean_abs_offset_ms']:.1f} | "
-                     f"{r['false_onsets_in_silence']:.3f} | {r['class_acc']:.3f} | {r['fd']:.2f} | {r['kl']:.3f} | "
+                     f"{r['false_onsets_in_silence']:.3f} | {r.get('learned_onset_f1', float('nan')):.3f} | "
+                     f"{r.get('learned_false_onsets_in_silence', float('nan')):.3f} | {r['class_acc']:.3f} | {r['fd']:.2f} | {r['kl']:.3f} | "
                      + ("-" if r["timing"] is None else f"{t:.3f}") + " |")
     return "\n".join(lines)
