@@ -106,6 +106,8 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
             "false_onsets_in_silence": sync["false_onset_rate_in_silence"], "class_acc": acc,
             "learned_onset_f1": learned["f1"], "learned_mean_abs_offset_ms": learned["mean_abs_offset_ms"],
             "learned_false_onsets_in_silence": learned["false_onset_rate_in_silence"],
+            "onset_precision_recall": [sync["precision"], sync["recall"]],
+            "learned_onset_precision_recall": [learned["precision"], learned["recall"]],
             "fd": frechet_distance(emb, true_emb), "kl": paired_kl(true_post, post)}
 
 
