@@ -86,8 +86,9 @@ def test_generated_onsets_land_on_the_events_of_their_own_clip(generated):
 
 
 def test_the_learned_onset_detector_agrees(generated):
-    """The same check by the learned detector (frieren_rt/eval/onset_net.py; 0.92 on these clips' kind of true
-    audio, where the flux detector finds 0.75)."""
+    """The same check by the learned detector (frieren_rt/eval/onset_net.py; 0.93 on true test audio, where the
+    flux detector finds 0.75). Measured (shipped weights, these five clips): 0.822 (precision 0.938, recall
+    0.732) against a mean of 0.062 for the other clips' events; the flux detector in the same run 0.775 / 0.056."""
     own, other = _own_and_other(generated, LearnedOnsetDetector.load())
     assert own["f1"] >= ONSET_F1_BAR, own
     assert own["f1"] >= MISMATCH_MARGIN * float(np.mean(other)), (own, other)
