@@ -66,6 +66,12 @@ class StageConfig:
     # the decoder section: a wider decoder trained on the run's frozen encoder (None: the encoder's sizes)
     vae_decoder_widths: tuple[int, ...] | None = None
     vae_decoder_res_blocks: int | None = None
+    # decoder section only. decoder_init: "fresh" or "run" (start from the run's vae.safetensors decoder, whose
+    # sizes must match: a fine-tune). vae_flux_weight: weight of an L1 loss on the mel's frame-to-frame change
+    # beside the L1 on the mel itself: the streaming stack loses onsets (0.93 -> 0.79 by the learned onset
+    # detector, MODEL_CARD.md), and a decoder that smooths attacks loses most of them.
+    decoder_init: str = "fresh"
+    vae_flux_weight: float = 0.0
     # flow
     window_s: float = 1.6
     hop_s: float = 0.2
@@ -306,6 +312,13 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     vae = MelVAE(replace(frozen.cfg, decoder_widths=cfg.vae_decoder_widths,
                          decoder_res_blocks=cfg.vae_decoder_res_blocks))
     vae.encoder.load_state_dict(frozen.encoder.state_dict())
+    if cfg.decoder_init == "run":
+        if vae.cfg != frozen.cfg:
+            raise ValueError("decoder_init 'run' needs the run's decoder sizes: leave vae_decoder_widths / "
+                             "vae_decoder_res_blocks unset or equal to vae.safetensors'")
+        vae.decoder.load_state_dict(frozen.decoder.state_dict())
+    elif cfg.decoder_init != "fresh":
+        raise ValueError(f"decoder_init {cfg.decoder_init!r}: expected 'fresh' or 'run'")
     vae.encoder.requires_grad_(False).eval()
     cache = FeatureCache(run / "cache_train")
     params = list(vae.decoder.parameters())
@@ -317,9 +330,15 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
         # The VAE's own loss through posterior samples (not means: the flow's latents are never exact); the
         # frozen encoder takes no gradient, so only the reconstruction term trains the decoder.
-        recon = vae_loss(vae, mel, generator=gen, kl_weight=0.0)["recon"]
-        _sgd_step(recon, opt, params, cfg, i)
-        return {"recon": float(recon.detach())}
+        if cfg.vae_flux_weight == 0.0:
+            recon = vae_loss(vae, mel, generator=gen, kl_weight=0.0)["recon"]
+            _sgd_step(recon, opt, params, cfg, i)
+            return {"recon": float(recon.detach())}
+        mel_hat, _ = vae(mel, generator=gen)
+        recon = (mel_hat - mel).abs().mean()
+        flux = mel_flux_l1(mel_hat, mel)
+        _sgd_step(recon + cfg.vae_flux_weight * flux, opt, params, cfg, i)
+        return {"recon": float(recon.detach()), "flux": float(flux.detach())}
 
     train_loop(step, state, total_steps=cfg.steps, folder=run / "decoder", desc="decoder",
                time_budget_s=time_budget_s)
@@ -329,6 +348,11 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     val = FeatureCache(run / "cache_val")
     before = {f"streaming_{k}": v for k, v in evaluate_vae(frozen, val).items()}
     return {"done": True, **before, **evaluate_vae(vae, val)}
+
+
+def mel_flux_l1(mel_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Mean |d/dt mel_hat - d/dt mel| over (B, M, T - 1): the frame-to-frame change, where attacks live."""
+    return (mel_hat.diff(dim=-1) - mel.diff(dim=-1)).abs().mean()
 
 
 # --- stage: latents ----------------------------------------------------------------------------------------

@@ -212,6 +212,42 @@ def test_the_decoder_stage_trains_a_wider_offline_decoder_on_the_bit_identical_e
         assert torch.equal(a, b)  # the cached latents and the flow models trained on them stay valid
 
 
+def test_the_decoder_stage_can_fine_tune_the_runs_own_decoder_with_the_mel_flux_loss(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.train.stages import load_vae, save_vae, stage_decoder
+
+    _fake_cache(tmp_path / "cache_train", range(3))
+    _fake_cache(tmp_path / "cache_val", range(3, 4))
+    torch.manual_seed(0)
+    save_vae(MelVAE(preset("small")), tmp_path / "vae.safetensors")
+    source = load_vae(tmp_path / "vae.safetensors")
+    cfg = load_stage_config("decoder", steps=1, batch_size=2, lr=0.0, decoder_init="run", vae_flux_weight=1.0)
+    result = stage_decoder(tmp_path, cfg)
+    start = load_vae(tmp_path / "vae_offline.safetensors")  # lr 0: the run's own decoder comes back
+    assert result["done"] and start.cfg == source.cfg
+    for a, b in zip(source.decoder.state_dict().values(), start.decoder.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="decoder sizes"):
+        stage_decoder(tmp_path, load_stage_config("decoder", decoder_init="run", vae_decoder_widths=(32, 64)))
+    with pytest.raises(ValueError, match="'fresh' or 'run'"):
+        stage_decoder(tmp_path, load_stage_config("decoder", decoder_init="teacher"))
+
+
+def test_mel_flux_loss_is_zero_for_a_constant_offset_and_sees_a_smoothed_attack() -> None:
+    import torch
+
+    from frieren_rt.train.stages import mel_flux_l1
+
+    mel = torch.zeros(1, 2, 8)
+    mel[..., 4:] = 1.0  # an attack at frame 4
+    assert float(mel_flux_l1(mel + 0.5, mel)) == 0.0
+    smooth = mel.clone()
+    smooth[..., 3], smooth[..., 4] = 0.33, 0.66
+    assert float(mel_flux_l1(smooth, mel)) > 0.1
+
+
 def test_the_vae_stage_trains_the_latent_width_and_decoder_its_config_names(tmp_path) -> None:  # noqa: ANN001
     import torch
 
