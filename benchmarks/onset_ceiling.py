@@ -1,5 +1,6 @@
-"""How much of the onset-F1 target the eval's onset detector allows: its misses on TRUE audio, and a grid of
-its settings (MODEL_CARD.md, "Targets").
+"""How much of the onset-F1 target the eval's onset detectors allow: their misses on TRUE audio (or on true
+audio through the streaming audio stack, ``--through-stack``), and a grid of the flux detector's settings
+(MODEL_CARD.md, "Targets").
 
 On the true world audio of a split: pooled onset F1 / precision / recall at +-40 ms, the missed true onsets by
 class and by the gap to the previous event, then (``--grid``) the best detector settings found by a grid over
@@ -7,6 +8,7 @@ the novelty and peak-picking parameters, each with the F1 it gives a mismatched 
 setting that fires everywhere would raise both).
 
     python benchmarks/onset_ceiling.py --split val --clips 60 --grid
+    python benchmarks/onset_ceiling.py --split test --clips 24 --detector learned --through-stack
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ from frieren_rt.world.config import SPLITS
 GAP_BINS = ((0.0, 0.2), (0.2, 0.5), (0.5, float("inf")))  # seconds since the previous event's onset
 
 
-def misses(clips, cfg: OnsetConfig) -> tuple[dict, collections.Counter, collections.Counter]:
-    """Pooled sync on true audio; (missed, total) per class and per gap bin."""
+def misses(clips, detect, audios=None) -> tuple[dict, collections.Counter, collections.Counter]:
+    """Pooled sync of ``detect`` (audio (S,) -> onset seconds) on each clip's audio (``audios``, default the
+    true audio); (missed, total) per class and per gap bin."""
     by_class: collections.Counter = collections.Counter()
     by_gap: collections.Counter = collections.Counter()
     rows = []
-    for c in clips:
-        det = detect_onsets(c.audio, cfg)
+    for i, c in enumerate(clips):
+        det = detect(c.audio if audios is None else audios[i])
         rows.append(onset_sync(det, c.events, c.silent_spans))
         ref = reference_onsets(c.events)
         matched = {r for r, _ in match_onsets(ref, det, 0.040)}
@@ -83,11 +86,30 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=60, help="clips of the split (default 60)")
     ap.add_argument("--grid", action="store_true", help="also search the detector's settings (about 2 min)")
     ap.add_argument("--top", type=int, default=10, help="grid rows to print (default 10)")
+    ap.add_argument("--detector", choices=["flux", "learned"], default="flux",
+                    help="flux: onsets.py with its shipped settings (default); learned: onset_net.py's shipped fit")
+    ap.add_argument("--through-stack", action="store_true",
+                    help="score true audio after the shipped streaming stack (mel -> VAE -> student vocoder)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     clips = [true_audio(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc="true audio")]
-    pooled, by_class, by_gap = misses(clips, OnsetConfig())
-    print(f"true audio, {args.split} {args.clips} clips, shipped detector settings: F1 {pooled['f1']:.3f}, "
+    if args.detector == "learned":
+        from frieren_rt.eval.onset_net import LearnedOnsetDetector  # noqa: PLC0415
+
+        detect = LearnedOnsetDetector.load()
+    else:
+        def detect(audio):  # noqa: ANN001, ANN202
+            return detect_onsets(audio, OnsetConfig())
+    audios, what = None, "true audio"
+    if args.through_stack:
+        from frieren_rt.eval.runner import reconstruct  # noqa: PLC0415
+        from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+
+        pipe = FoleyPipeline.from_dir(None, GenerationOptions(vocoder="student"))
+        audios = [reconstruct(c.audio, pipe.vocoder, pipe.vae) for c in tqdm(clips, desc="through the stack")]
+        what = "true audio through the streaming VAE and student vocoder"
+    pooled, by_class, by_gap = misses(clips, detect, audios)
+    print(f"{what}, {args.split} {args.clips} clips, {args.detector} detector: F1 {pooled['f1']:.3f}, "
           f"precision {pooled['precision']:.3f}, recall {pooled['recall']:.3f}\n")
     print("| previous event | true onsets | missed |\n|---|---|---|")
     for b, (lo, hi) in enumerate(GAP_BINS):
