@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from frieren_rt.eval.aisfx import htk_mel_filterbank
+from frieren_rt.eval.onsets import reference_onsets, suppress_within
 
 __all__ = ["OnsetNetConfig", "OnsetNet", "onset_features", "onset_targets", "onset_probability",
-           "pick_probability_peaks", "LearnedOnsetDetector", "DEFAULT_FILE"]
+           "pick_probability_peaks", "reference_frames", "LearnedOnsetDetector", "DEFAULT_FILE"]
 
 DEFAULT_FILE = Path(__file__).with_name("onset_net.safetensors")
 
@@ -123,12 +124,7 @@ def pick_probability_peaks(prob: np.ndarray, cfg: OnsetNetConfig, threshold: flo
     w = max(1, round(cfg.peak_window_s / cfg.frame_s))
     win = np.lib.stride_tricks.sliding_window_view(np.pad(prob, w, constant_values=-np.inf), 2 * w + 1)
     cand = np.flatnonzero((prob >= win.max(axis=1)) & (prob >= thr))
-    gap = max(1, round(cfg.min_gap_s / cfg.frame_s))
-    kept: list[int] = []
-    for i in cand[np.argsort(-prob[cand], kind="stable")]:
-        if all(abs(int(i) - k) >= gap for k in kept):
-            kept.append(int(i))
-    return np.asarray(sorted(kept), dtype=np.int64)
+    return suppress_within(cand, prob, max(1, round(cfg.min_gap_s / cfg.frame_s)))
 
 
 class LearnedOnsetDetector:
@@ -169,6 +165,4 @@ class LearnedOnsetDetector:
 
 def reference_frames(events: Iterable, cfg: OnsetNetConfig, frames: int) -> torch.Tensor:
     """(T,) training target for a clip's events (its reference onsets, onsets.reference_onsets)."""
-    from frieren_rt.eval.onsets import reference_onsets  # noqa: PLC0415
-
     return onset_targets(reference_onsets(events), frames, cfg.frame_s)

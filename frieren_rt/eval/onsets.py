@@ -33,6 +33,7 @@ __all__ = [
     "pick_peaks",
     "pool_sync",
     "reference_onsets",
+    "suppress_within",
 ]
 
 
@@ -110,9 +111,14 @@ def pick_peaks(novelty: np.ndarray, cfg: OnsetConfig = PRESETS["world"]) -> np.n
                                                    2 * w_peak + 1)  # (T, 2 w + 1)
     cand = np.flatnonzero((novelty >= win.max(axis=1)) & (novelty >= local_mean + cfg.delta)
                           & (novelty >= cfg.floor))
-    gap = max(1, round(cfg.min_gap_s / fs))
+    return suppress_within(cand, novelty, max(1, round(cfg.min_gap_s / fs)))
+
+
+def suppress_within(candidates: np.ndarray, strength: np.ndarray, gap: int) -> np.ndarray:
+    """Non-maximum suppression: of the frame indices ``candidates`` (K,), strongest first by ``strength`` (T,),
+    keep each one at least ``gap`` frames from every kept one. Returns (K',) int64 ascending."""
     kept: list[int] = []
-    for i in cand[np.argsort(-novelty[cand], kind="stable")]:
+    for i in candidates[np.argsort(-strength[candidates], kind="stable")]:
         if all(abs(int(i) - k) >= gap for k in kept):
             kept.append(int(i))
     return np.asarray(sorted(kept), dtype=np.int64)
