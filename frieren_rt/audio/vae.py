@@ -27,6 +27,7 @@ __all__ = [
     "VAEEncoder",
     "latent_scale_from",
     "preset",
+    "mel_flux_l1",
     "vae_loss",
 ]
 
@@ -297,14 +298,23 @@ def vae_loss(
     *,
     generator: torch.Generator | None = None,
     kl_weight: float | None = None,
+    flux_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """L1 reconstruction (mean over mel elements) + kl_weight * KL (mean over latent elements).
+    """L1 reconstruction (mean over mel elements) + kl_weight * KL (mean over latent elements) + flux_weight *
+    :func:`mel_flux_l1` (the mel's frame-to-frame change, where attacks live).
 
-    mel: (B, M, T), T even. Returns {"loss", "recon", "kl"} scalars. (Make-An-Audio 2 adds adversarial and
-    perceptual terms; those belong to a training recipe, not here.)
+    mel: (B, M, T), T even. Returns {"loss", "recon", "kl", "flux"} scalars. (Make-An-Audio 2 adds adversarial
+    and perceptual terms; those belong to a training recipe, not here.)
     """
     mel_hat, posterior = model(mel, generator=generator)
     recon = (mel_hat - mel).abs().mean()
     kl = posterior.kl().mean()
+    flux = mel_flux_l1(mel_hat, mel)
     weight = model.cfg.kl_weight if kl_weight is None else kl_weight
-    return {"loss": recon + weight * kl, "recon": recon, "kl": kl}
+    return {"loss": recon + weight * kl + flux_weight * flux, "recon": recon, "kl": kl, "flux": flux}
+
+
+def mel_flux_l1(mel_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Mean |d/dt mel_hat - d/dt mel| over (B, M, T - 1): an L1 on the time difference, which a decoder that
+    smooths attacks pays for and a constant offset does not."""
+    return (mel_hat.diff(dim=-1) - mel.diff(dim=-1)).abs().mean()

@@ -1,7 +1,7 @@
 """Fit the learned onset detector (onset_net.py) on TRUE train-split world audio and choose its threshold on
 TRUE validation audio; write the weights the evaluation loads.
 
-    python -m frieren_rt.eval.onset_fit                      # the shipped recipe (about 10 min on 2 cores)
+    python -m frieren_rt.eval.onset_fit                      # the shipped recipe (5.2 min on 2 cores)
     python -m frieren_rt.eval.onset_fit --steps 200 --train-clips 50 -o /tmp/o.safetensors   # a quick try
 
 Resumable: a checkpoint beside the output (``.ckpt``) every ``--checkpoint-every`` steps; rerun the same
@@ -26,8 +26,11 @@ from frieren_rt.eval.onset_net import (
     OnsetNet,
     OnsetNetConfig,
     onset_features,
+    onset_probability,
+    pick_probability_peaks,
     reference_frames,
 )
+from frieren_rt.eval.onsets import onset_sync, pool_sync
 
 __all__ = ["clip_tensors", "choose_threshold", "fit", "main"]
 
@@ -61,9 +64,6 @@ def _batch(data, crop: int, size: int, gen: torch.Generator) -> tuple[torch.Tens
 def choose_threshold(detector: LearnedOnsetDetector, clips, thresholds=np.arange(0.15, 0.96, 0.05)) -> dict:
     """Pooled onset sync on TRUE ``clips`` (truth.TrueAudio) per threshold; the best F1's threshold, and the
     mismatched-clip floor at it."""
-    from frieren_rt.eval.onset_net import onset_probability, pick_probability_peaks  # noqa: PLC0415
-    from frieren_rt.eval.onsets import onset_sync, pool_sync  # noqa: PLC0415
-
     cfg = detector.cfg
     probs = [onset_probability(detector.net, c.audio, cfg) for c in clips]
     scores = {}
@@ -80,6 +80,7 @@ def choose_threshold(detector: LearnedOnsetDetector, clips, thresholds=np.arange
 
 def fit(out: Path, *, train_clips: int, val_clips: int, steps: int, batch_size: int = 32, crop_s: float = 4.0,
         lr: float = 2e-3, seed: int = 0, checkpoint_every: int = 250) -> dict:
+    """Fit (or resume) the net, choose the threshold on validation, write ``out`` and its ``.json`` report."""
     from frieren_rt.eval.truth import true_audio  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
@@ -123,8 +124,8 @@ def fit(out: Path, *, train_clips: int, val_clips: int, steps: int, batch_size: 
     choice = choose_threshold(LearnedOnsetDetector(net, cfg), val)
     detector = LearnedOnsetDetector(net, OnsetNetConfig(threshold=choice["threshold"]))
     detector.save(out)
-    report = {"train_clips": train_clips, "val_clips": val_clips, "steps": steps, "resumed_from_step": resumed_from, "batch_size": batch_size,
-              "train_s_this_call": train_s, "final_loss": float(np.mean(losses[-100:])), **choice}
+    report = {"train_clips": train_clips, "val_clips": val_clips, "steps": steps, "resumed_from_step": resumed_from,
+              "batch_size": batch_size, "train_s_this_call": train_s, "final_loss": float(np.mean(losses[-100:])), **choice}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
     return report
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frieren_rt.audio.chunked import decode_chunked
-from frieren_rt.audio.vae import MelVAE, preset, vae_loss
+from frieren_rt.audio.vae import MelVAE, mel_flux_l1, preset, vae_loss
 
 
 def _vae(name: str = "small", **overrides) -> MelVAE:
@@ -102,3 +102,22 @@ def test_decoder_widths_need_one_width_per_level():
 def test_norm_over_time_has_no_finite_context():
     with pytest.raises(ValueError, match="whole chunk"):
         _vae(norm_over_time=True).decoder.context_latents()
+
+
+def test_mel_flux_loss_is_zero_for_a_constant_offset_and_sees_a_smoothed_attack() -> None:
+    mel = torch.zeros(1, 2, 8)
+    mel[..., 4:] = 1.0  # an attack at frame 4
+    assert float(mel_flux_l1(mel + 0.5, mel)) == 0.0
+    smooth = mel.clone()
+    smooth[..., 3], smooth[..., 4] = 0.33, 0.66
+    assert float(mel_flux_l1(smooth, mel)) > 0.1
+
+
+def test_vae_loss_adds_the_flux_term_at_its_weight():
+    model, mel = _vae(), torch.randn(2, 80, 16)
+    with torch.no_grad():
+        plain = vae_loss(model, mel, generator=torch.Generator().manual_seed(0), kl_weight=0.0)
+        with_flux = vae_loss(model, mel, generator=torch.Generator().manual_seed(0), kl_weight=0.0,
+                             flux_weight=2.0)
+    assert float(plain["loss"]) == pytest.approx(float(plain["recon"]))
+    assert float(with_flux["loss"]) == pytest.approx(float(with_flux["recon"] + 2.0 * with_flux["flux"]))
