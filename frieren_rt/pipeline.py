@@ -38,6 +38,10 @@ def default_weights_dir() -> Path:
 class GenerationOptions:
     """variant: which shipped model ("auto": the best present, single > distill > reflow > base); vocoder:
     "student" (distilled, fits the CPU budget), "hifigan" (universal teacher), "auto" (student when present);
+    decoder: which VAE decoder turns latents into mel (:func:`vae_file`): "streaming" (``vae.safetensors``, 5
+    latents of look-ahead), "offline" (``vae_offline.safetensors`` when the folder has one: wider, 8 latents of
+    look-ahead, too late for the streaming engine's latency) or "auto" (offline with HiFi-GAN universal,
+    streaming with the student, as before the option);
     steps: Euler steps (None = the variant's default); sampler: "euler" or "dopri5"; cfg: guidance scale
     (None = the variant's default; 1 = conditional only, one pass); backend / precision: how the guided
     velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
@@ -47,6 +51,7 @@ class GenerationOptions:
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
+    decoder: Literal["auto", "streaming", "offline"] = "auto"
     steps: int | None = None
     sampler: Literal["euler", "dopri5"] = "euler"
     cfg: float | None = None
@@ -60,6 +65,8 @@ class GenerationOptions:
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
             raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        if self.decoder not in ("auto", "streaming", "offline"):
+            raise ValueError(f"unknown VAE decoder {self.decoder!r}; choose auto, streaming or offline")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.backend not in BACKENDS or self.precision not in PRECISIONS:
@@ -122,13 +129,17 @@ def resolve_weights(weights: Path | None, options: GenerationOptions) -> tuple[P
     return folder, variant, use_student
 
 
-def vae_file(folder: Path, use_student: bool) -> Path:
+def vae_file(folder: Path, use_student: bool, decoder: str = "auto") -> Path:
     """The VAE a folder's pipeline decodes with: the offline decoder (``vae_offline.safetensors``, from
     ``frieren-rt train decoder``: wider, and reading 8 latents of context each side where the streaming one
-    reads 5) goes with the offline vocoder, HiFi-GAN universal; the student vocoder, the streaming one, gets
-    ``vae.safetensors``. Both share one encoder, so every flow model's latents suit either."""
+    reads 5) when ``decoder`` is "offline", or "auto" with HiFi-GAN universal; otherwise, or when the folder
+    has none, ``vae.safetensors`` (the streaming engine's). Both share one encoder, so every flow model's
+    latents suit either. The student after the offline decoder is ``frieren-rt generate``'s default: on
+    generated audio it keeps more class and sync than either the streaming decoder or HiFi-GAN universal
+    (MODEL_CARD.md, "Evaluation")."""
     offline = folder / "vae_offline.safetensors"
-    return offline if not use_student and offline.is_file() else folder / "vae.safetensors"
+    wants_offline = decoder == "offline" or (decoder == "auto" and not use_student)
+    return offline if wants_offline and offline.is_file() else folder / "vae.safetensors"
 
 
 def _reads_event_detector(model_file: Path) -> bool:
@@ -200,7 +211,7 @@ class FoleyPipeline:
 
             detector = EventDetector.from_pretrained(folder / "detector.safetensors")
         features = FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector, device=device)
-        return cls(model=model, vae=load_vae(vae_file(folder, use_student)).to(device), vocoder=vocoder.to(device),
+        return cls(model=model, vae=load_vae(vae_file(folder, use_student, options.decoder)).to(device), vocoder=vocoder.to(device),
                    features=features, options=replace(options, variant=variant), device=device,
                    gate=load_gate_config(folder / "gate.json", detector))
 

@@ -18,8 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
                    help="world split to evaluate on (default test; train checks fitting, not generalisation)")
     p.add_argument("--quick", action="store_true", help="only the 1-step rows, base 25 steps and the references")
-    p.add_argument("--row", action="append", default=None, metavar="VARIANT:STEPS[:CFG[:TAIL_CFG]]",
-                   help="evaluate this row instead of the table (repeatable), e.g. --row base:25:2 --row distill:1")
+    p.add_argument("--row", action="append", default=None,
+                   metavar="VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]]",
+                   help="evaluate this row instead of the table (repeatable), e.g. --row base:25:2 --row distill:1 "
+                   "--row distill:1@student/offline (frieren-rt generate's default: the student vocoder after the "
+                   "offline VAE decoder) --row distill:1@hifigan")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")

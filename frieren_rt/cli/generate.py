@@ -32,12 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg", type=float, default=None,
                    help="classifier-free guidance scale (default: 4.5, or 1 for --model single, whose weights "
                    "fold guidance in; 1 = one network pass, no guidance)")
-    p.add_argument("--vocoder", choices=["hifigan", "student"], default="hifigan",
-                   help="latents -> waveform: hifigan (default; the pretrained HiFi-GAN universal, after the "
-                   "wider offline VAE decoder when the weights folder has one: offline quality, about 0.6 s per "
-                   "second of audio on this 2-core CPU) or student (the streaming engine's VAE decoder and small "
-                   "distilled vocoder: about 4x faster, with less of each sound's class identity, MODEL_CARD.md); "
-                   "ignored with --model official")
+    p.add_argument("--vocoder", choices=["student", "hifigan"], default="student",
+                   help="mel -> waveform, after the wider offline VAE decoder when the weights folder has one: "
+                   "student (default; the small vocoder trained on the world's audio, about 0.14 s per second of "
+                   "audio on this 2-core CPU, and the most class and sync, MODEL_CARD.md) or hifigan (the "
+                   "pretrained HiFi-GAN universal: about 4x slower, closer to real recordings' texture by aiSFX "
+                   "FD, less class identity); ignored with --model official")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same audio)")
     p.add_argument("--wav", type=Path, default=None,
                    help="also write the generated audio as a WAV (22.05 kHz; 16 kHz with --model official)")
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         options = GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                                     sampler=args.sampler, cfg=args.cfg, backend=args.backend,
-                                    precision=args.precision, event_gate=args.event_gate, vocoder=args.vocoder)
+                                    precision=args.precision, event_gate=args.event_gate, vocoder=args.vocoder,
+                                    decoder="offline")
         pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
     video = read_video(args.input)
     start = time.monotonic()

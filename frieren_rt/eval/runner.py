@@ -28,7 +28,8 @@ class EvalRow:
     """name: table label; variant: shipped model file (None for the true / mismatched rows); steps; sampler;
     cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py);
     tail_cfg: the guidance scale on sounds' tails (GenerationOptions.tail_cfg); vocoder: "student" or "hifigan"
-    for this row (None: the evaluation's --vocoder)."""
+    for this row (None: the evaluation's --vocoder); decoder: "streaming" or "offline" VAE decoder
+    (GenerationOptions.decoder; None: "auto", the offline one with HiFi-GAN universal)."""
 
     name: str
     variant: str | None
@@ -38,6 +39,7 @@ class EvalRow:
     event_gate: bool = True
     tail_cfg: float | None = None
     vocoder: str | None = None
+    decoder: str | None = None
 
 
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
@@ -47,13 +49,18 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
     # The offline vocoder brings the offline VAE decoder when the folder has one (pipeline.vae_file).
     EvalRow("true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
             "reconstruction", vocoder="hifigan"),
+    EvalRow("true audio through VAE (offline decoder) + student vocoder (generate's audio-stack ceiling)",
+            "reconstruction", vocoder="student", decoder="offline"),
     EvalRow("base, Euler 1", "base", 1), EvalRow("base, Euler 5", "base", 5), EvalRow("base, Euler 25", "base", 25),
     EvalRow("base, Dopri5", "base", None, "dopri5"),
     EvalRow("reflow, Euler 1", "reflow", 1), EvalRow("reflow, Euler 5", "reflow", 5),
     EvalRow("reflow, Euler 25", "reflow", 25),
     EvalRow("reflow + distill, Euler 1", "distill", 1),
     EvalRow("single-pass student, Euler 1", "single", 1),
-    # Offline generation's default vocoder (frieren-rt generate): the pretrained teacher, too slow to stream.
+    # Offline generation (frieren-rt generate): its default, the student after the offline decoder, and its
+    # --vocoder hifigan, the pretrained teacher (too slow to stream).
+    EvalRow("reflow + distill, Euler 1, offline decoder + student (generate's default)", "distill", 1,
+            vocoder="student", decoder="offline"),
     EvalRow("reflow + distill, Euler 1, HiFi-GAN universal (offline)", "distill", 1, vocoder="hifigan"),
     EvalRow("reflow + distill, Euler 1, no event gate", "distill", 1, event_gate=False),
     EvalRow("single-pass student, Euler 1, no event gate", "single", 1, event_gate=False),
@@ -61,6 +68,8 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
 QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
     "true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
+    "true audio through VAE (offline decoder) + student vocoder (generate's audio-stack ceiling)",
+    "reflow + distill, Euler 1, offline decoder + student (generate's default)",
     "reflow + distill, Euler 1, HiFi-GAN universal (offline)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
     "reflow + distill, Euler 1", "single-pass student, Euler 1", "reflow + distill, Euler 1, no event gate",
     "single-pass student, Euler 1, no event gate"})
@@ -112,24 +121,29 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
 
 
 def parse_row(spec: str) -> EvalRow:
-    """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER]`` (e.g. ``distill:1``, ``base:25:2``, ``base:25:4.5:1.5``,
-    ``distill:1@hifigan``) -> an Euler row with the event gate on, named after the spec; ValueError saying the
-    format otherwise."""
+    """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]]`` (e.g. ``distill:1``, ``base:25:2``,
+    ``base:25:4.5:1.5``, ``distill:1@hifigan``, ``distill:1@student/offline``: generate's default) -> an Euler row
+    with the event gate on, named after the spec; ValueError saying the format otherwise."""
     from frieren_rt.pipeline import VARIANTS  # noqa: PLC0415
 
-    spec, _, vocoder = spec.partition("@")
+    spec, _, audio = spec.partition("@")
+    vocoder, _, decoder = audio.partition("/")
     parts = spec.split(":")
     try:
-        if not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS or vocoder not in ("", "student", "hifigan"):
+        if (not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS or vocoder not in ("", "student", "hifigan")
+                or decoder not in ("", "streaming", "offline") or (decoder and not vocoder)):
             raise ValueError
         steps = int(parts[1])
         cfg, tail = (float(x) if x else None for x in (parts[2:] + ["", ""])[:2])
     except ValueError:
-        raise ValueError(f"row {spec!r}: expected VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan] with VARIANT "
-                         f"one of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5 or distill:1@hifigan") from None
+        raise ValueError(f"row {spec + ('@' + audio if audio else '')!r}: expected "
+                         f"VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan[/streaming|/offline]] with VARIANT one "
+                         f"of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5, distill:1@hifigan or "
+                         f"distill:1@student/offline") from None
     name = f"{parts[0]}, Euler {steps}" + ("" if cfg is None else f", CFG {cfg:g}") + (
-        "" if tail is None else f", tail CFG {tail:g}") + (f", {vocoder}" if vocoder else "")
-    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None)
+        "" if tail is None else f", tail CFG {tail:g}") + (f", {vocoder}" if vocoder else "") + (
+        f" after the {decoder} decoder" if decoder else "")
+    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None, decoder=decoder or None)
 
 
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
@@ -155,15 +169,16 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             per_clip = [_metrics(test[(i + 1) % len(test)].audio, c, tools) for i, c in enumerate(test)]
             timing = None
         elif row.variant == "reconstruction":  # what the generated rows could reach with a perfect flow model
-            pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=row.vocoder or vocoder))
+            pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=row.vocoder or vocoder,
+                                                                     decoder=row.decoder or "auto"))
             per_clip = [_metrics(reconstruct(c.audio, pipe.vocoder, pipe.vae), c, tools)
                         for c in tqdm(test, desc=row.name)]
             timing = None
         else:
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
                                         vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
-                                        tail_cfg=row.tail_cfg)
-            key = (row.variant, options.vocoder)
+                                        tail_cfg=row.tail_cfg, decoder=row.decoder or "auto")
+            key = (row.variant, options.vocoder, options.decoder)
             if key not in pipes:
                 pipes[key] = FoleyPipeline.from_dir(weights, options)
             pipe = pipes[key].with_options(options)

@@ -19,8 +19,16 @@ def test_a_row_spec_can_choose_its_vocoder():
     assert parse_row("single:1:1@student").vocoder == "student"
 
 
+def test_a_row_spec_can_choose_its_vae_decoder():
+    row = parse_row("distill:1@student/offline")  # frieren-rt generate's default
+    assert (row.vocoder, row.decoder, row.name) == ("student", "offline", "distill, Euler 1, student after the "
+                                                    "offline decoder")
+    assert parse_row("distill:1@hifigan/streaming").decoder == "streaming"
+    assert parse_row("distill:1").decoder is None  # the pipeline's "auto"
+
+
 @pytest.mark.parametrize("spec", ["distill", "teacher:1", "base:x", "base:25:a", "base:25:4.5:1.5:9",
-                                  "distill:1@griffinlim"])
+                                  "distill:1@griffinlim", "distill:1@student/wide", "distill:1@/offline"])
 def test_a_malformed_row_spec_says_the_format(spec):
     with pytest.raises(ValueError, match="VARIANT:STEPS"):
         parse_row(spec)
