@@ -41,7 +41,9 @@ class VAEConfig:
     instead of per frame; latent_scale: multiply z by this for the flow model (1 / std of training latents;
     0.18215 in Frieren); kl_weight: weight of the KL term in :func:`vae_loss`; decoder_widths /
     decoder_res_blocks: the decoder's own sizes (None: widths / res_blocks), so a wider decoder can be trained
-    on a frozen encoder's latents without changing them (``frieren-rt train decoder``).
+    on a frozen encoder's latents without changing them (``frieren-rt train decoder``); decoder_causal_blocks:
+    extra residual blocks per decoder level whose convs read only the current and past frames, so they add depth
+    and left context but no look-ahead (the streaming engine pays every latent of look-ahead in latency).
     """
 
     mel_channels: int = 80
@@ -57,6 +59,7 @@ class VAEConfig:
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)
     decoder_widths: tuple[int, ...] | None = None
     decoder_res_blocks: int | None = None
+    decoder_causal_blocks: int = 0
 
     def __post_init__(self) -> None:
         if len(self.widths) < 2:
@@ -101,6 +104,12 @@ def _conv_span(conv: nn.Conv1d, a: int, b: int) -> tuple[int, int]:
     return a - half, b + half
 
 
+def _causal_span(conv: nn.Conv1d, a: int, b: int) -> tuple[int, int]:
+    """Input frames a left-padded (causal) stride-1 conv reads for outputs [a, b]."""
+    (k,), (d,) = conv.kernel_size, conv.dilation
+    return a - d * (k - 1), b
+
+
 class Norm(nn.Module):
     """GroupNorm over channel groups, per frame (local) or over the sequence (``over_time``). (B, C, T)."""
 
@@ -121,23 +130,30 @@ class Norm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """x -> skip(x) + conv(SiLU(norm(conv(SiLU(norm(x)))))). (B, C_in, T) -> (B, C_out, T)."""
+    """x -> skip(x) + conv(SiLU(norm(conv(SiLU(norm(x)))))). (B, C_in, T) -> (B, C_out, T). causal: both convs
+    left-padded, so output frame t reads input frames <= t (VAEConfig.decoder_causal_blocks)."""
 
-    def __init__(self, c_in: int, c_out: int, cfg: VAEConfig) -> None:
+    def __init__(self, c_in: int, c_out: int, cfg: VAEConfig, *, causal: bool = False) -> None:
         super().__init__()
+        self.pad = (cfg.kernel - 1, 0) if causal else None
+        padding = 0 if causal else cfg.kernel // 2
         self.norm1 = Norm(c_in, cfg.groups, cfg.norm_over_time)
-        self.conv1 = nn.Conv1d(c_in, c_out, cfg.kernel, padding=cfg.kernel // 2)
+        self.conv1 = nn.Conv1d(c_in, c_out, cfg.kernel, padding=padding)
         self.norm2 = Norm(c_out, cfg.groups, cfg.norm_over_time)
-        self.conv2 = nn.Conv1d(c_out, c_out, cfg.kernel, padding=cfg.kernel // 2)
+        self.conv2 = nn.Conv1d(c_out, c_out, cfg.kernel, padding=padding)
         self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
+    def _in(self, h: torch.Tensor) -> torch.Tensor:
+        return h if self.pad is None else F.pad(h, self.pad)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(self._in(F.silu(self.norm1(x))))
+        h = self.conv2(self._in(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
     def input_span(self, a: int, b: int) -> tuple[int, int]:
-        return _conv_span(self.conv1, *_conv_span(self.conv2, a, b))
+        span = _conv_span if self.pad is None else _causal_span
+        return span(self.conv1, *span(self.conv2, a, b))
 
 
 class Downsample(nn.Module):
@@ -223,10 +239,12 @@ class VAEDecoder(nn.Module):
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(w[:-1], w[1:])):
             layers += [ResBlock(c_in, c_in, cfg) for _ in range(blocks)]
+            layers += [ResBlock(c_in, c_in, cfg, causal=True) for _ in range(cfg.decoder_causal_blocks)]
             if i == len(w) - 2:  # the last level returns to the mel rate
                 layers.append(Upsample(c_in, cfg.kernel))
             layers.append(ResBlock(c_in, c_out, cfg))
         layers += [ResBlock(w[-1], w[-1], cfg) for _ in range(blocks - 1)]
+        layers += [ResBlock(w[-1], w[-1], cfg, causal=True) for _ in range(cfg.decoder_causal_blocks)]
         self.blocks = nn.Sequential(*layers)
         self.norm_out = Norm(w[-1], cfg.groups, cfg.norm_over_time)
         self.conv_out = nn.Conv1d(w[-1], cfg.mel_channels, cfg.io_kernel, padding=cfg.io_kernel // 2)

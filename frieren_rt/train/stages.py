@@ -66,6 +66,9 @@ class StageConfig:
     # the decoder section: a wider decoder trained on the run's frozen encoder (None: the encoder's sizes)
     vae_decoder_widths: tuple[int, ...] | None = None
     vae_decoder_res_blocks: int | None = None
+    # decoder section: extra causal residual blocks per decoder level (VAEConfig.decoder_causal_blocks: depth
+    # without look-ahead, for a streaming decoder). None: as vae.safetensors.
+    vae_decoder_causal_blocks: int | None = None
     # decoder section only. decoder_init: "fresh" or "run" (start from the run's vae.safetensors decoder, whose
     # sizes must match: a fine-tune). vae_flux_weight: weight of an L1 loss on the mel's frame-to-frame change
     # beside the L1 on the mel itself: the streaming stack loses onsets (0.93 -> 0.79 by the learned onset
@@ -309,8 +312,10 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     if not (run / "vae.safetensors").is_file():
         raise FileNotFoundError(f"{run / 'vae.safetensors'} not found: run 'frieren-rt train vae' first")
     frozen = load_vae(run / "vae.safetensors")
+    causal = (frozen.cfg.decoder_causal_blocks if cfg.vae_decoder_causal_blocks is None
+              else cfg.vae_decoder_causal_blocks)
     vae = MelVAE(replace(frozen.cfg, decoder_widths=cfg.vae_decoder_widths,
-                         decoder_res_blocks=cfg.vae_decoder_res_blocks))
+                         decoder_res_blocks=cfg.vae_decoder_res_blocks, decoder_causal_blocks=causal))
     vae.encoder.load_state_dict(frozen.encoder.state_dict())
     if cfg.decoder_init == "run":
         if vae.cfg != frozen.cfg:

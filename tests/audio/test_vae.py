@@ -94,6 +94,23 @@ def test_a_decoder_can_be_wider_than_its_encoder():
     assert (20 - int(support[0]), int(support[-1]) - 20) == wide.decoder.context_latents()
 
 
+def test_causal_decoder_blocks_add_depth_and_left_context_but_no_look_ahead():
+    plain = _vae(decoder_widths=(128, 256), decoder_res_blocks=1)
+    deep = _vae(decoder_widths=(128, 256), decoder_res_blocks=1, decoder_causal_blocks=1)
+    assert sum(p.numel() for p in deep.decoder.parameters()) > 1.3 * sum(p.numel() for p in plain.decoder.parameters())
+    (pl, pr), (dl, dr) = plain.decoder.context_latents(), deep.decoder.context_latents()
+    assert dr == pr and dl > pl
+    z = torch.randn(1, 8, 40, requires_grad=True)
+    deep.decode(z)[0, :, 40:42].sum().backward()  # the stated context is the gradient support
+    support = torch.nonzero(z.grad[0].abs().sum(0)).flatten()
+    assert (20 - int(support[0]), int(support[-1]) - 20) == (dl, dr)
+    with torch.no_grad():  # and chunked decoding with it equals full decoding
+        z = torch.randn(2, 8, 37)
+        full = deep.eval().decode(z)
+        chunked = decode_chunked(deep.decode, z, chunk=6, left=dl, right=dr, upsample=2)
+    assert (chunked - full).abs().max() < 1e-5
+
+
 def test_decoder_widths_need_one_width_per_level():
     with pytest.raises(ValueError, match="as many levels"):
         _vae(decoder_widths=(128, 256, 512))
