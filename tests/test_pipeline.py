@@ -57,6 +57,10 @@ def test_offline_generation_defaults_to_the_student_vocoder_after_the_offline_de
     generate.register(sub)
     assert sub.choices["generate"].parse_args(["in.mp4", "-o", "out.mp4"]).vocoder == "student"
     assert sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4", "--vocoder", "hifigan"]).vocoder == "hifigan"
+    for vocoder in ("student", "hifigan"):  # either vocoder after the offline decoder
+        args = sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4", "--vocoder", vocoder])
+        assert (generate.generation_options(args).decoder, generate.generation_options(args).vocoder) == (
+            "offline", vocoder)
 
 
 def test_a_gate_file_can_set_the_class_confidence_floor(tmp_path) -> None:

@@ -47,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def generation_options(args: argparse.Namespace):  # noqa: ANN201 - GenerationOptions, imported lazily
+    """The shipped-model options for ``args``: offline generation has the whole clip, so it always decodes with
+    the wider offline VAE decoder when the folder has one (its 8 latents of look-ahead cost nothing here), before
+    either vocoder."""
+    from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
+
+    return GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
+                             sampler=args.sampler, cfg=args.cfg, backend=args.backend, precision=args.precision,
+                             event_gate=args.event_gate, vocoder=args.vocoder, decoder="offline")
+
+
 def run(args: argparse.Namespace) -> int:
     import time  # noqa: PLC0415
 
@@ -54,18 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
     from frieren_rt.io.video import mux_audio, read_video  # noqa: PLC0415
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline  # noqa: PLC0415
 
     if args.output.resolve() == args.input.resolve():
         raise ValueError("output must differ from input (the input video is read while the output is written)")
     if args.model == "official":
         pipe = official_pipeline(args)
     else:
-        options = GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
-                                    sampler=args.sampler, cfg=args.cfg, backend=args.backend,
-                                    precision=args.precision, event_gate=args.event_gate, vocoder=args.vocoder,
-                                    decoder="offline")
-        pipe = FoleyPipeline.from_dir(args.weights, options, device=args.device)
+        pipe = FoleyPipeline.from_dir(args.weights, generation_options(args), device=args.device)
     video = read_video(args.input)
     start = time.monotonic()
     with tqdm(total=1, desc="generate", unit="hop") as bar:
