@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.eval.aisfx import htk_mel_filterbank
 from frieren_rt.eval.classify import AisfxFeatures, LogMelStats, class_accuracy, fit_event_classifier
 from frieren_rt.eval.runner import reconstruct
 from frieren_rt.eval.truth import true_audio
@@ -38,19 +37,13 @@ from frieren_rt.world.config import SPLITS
 
 
 @dataclass(frozen=True, kw_only=True)
-class BandLimited(LogMelStats):
-    """LogMelStats over bands up to ``f_max`` Hz, levels floored at ``floor_db``."""
+class Floored(LogMelStats):
+    """LogMelStats with band levels floored at ``floor_db`` instead of -100 dB."""
 
-    f_max: float | None = None
-    floor_db: float = -100.0
+    floor_db: float = -60.0
 
     def band_db(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(snippets, np.float32))  # (E, L)
-        spec = torch.stft(x, self.n_fft, self.hop, window=torch.hann_window(self.n_fft), center=True,
-                          pad_mode="constant", return_complex=True).abs().square()  # (E, K, T)
-        top = sample_rate / 2 if self.f_max is None else self.f_max
-        fb = torch.as_tensor(htk_mel_filterbank(self.n_mels, self.n_fft, sample_rate, 0.0, top))
-        return (10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10)).clamp_min(self.floor_db)
+        return super().band_db(snippets, sample_rate).clamp_min(self.floor_db)
 
 
 def low_pass(audio: np.ndarray, cutoff_hz: float, sample_rate: int = 22050) -> np.ndarray:
@@ -73,7 +66,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     train = [true_audio(s) for s in tqdm(list(SPLITS["train"])[:200], desc="classifier data")]
-    judges = {"full": LogMelStats(), "0-8kHz": BandLimited(f_max=8000.0), "floor-60": BandLimited(floor_db=-60.0),
+    judges = {"full": LogMelStats(), "0-8kHz": LogMelStats(f_max=8000.0), "floor-60": Floored(floor_db=-60.0),
               "aisfx": AisfxFeatures()}
     classifiers = {k: fit_event_classifier(train, f) for k, f in tqdm(judges.items(), desc="fit")}
     clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]

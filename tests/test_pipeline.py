@@ -164,3 +164,7 @@ def test_the_offline_decoder_goes_with_offline_generation_and_only_when_present(
     assert vae_file(tmp_path, use_student=True) == tmp_path / "vae.safetensors"  # streaming keeps its look-ahead
     assert vae_file(tmp_path, use_student=True, decoder="offline") == tmp_path / "vae_offline.safetensors"
     assert vae_file(tmp_path, use_student=False, decoder="streaming") == tmp_path / "vae.safetensors"
+    from frieren_rt.pipeline import GenerationOptions
+
+    with pytest.raises(ValueError, match="unknown VAE decoder 'wide'"):
+        GenerationOptions(decoder="wide")

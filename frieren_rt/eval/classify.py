@@ -70,13 +70,15 @@ class LogMelStats:
     n_fft: int = 512
     hop: int = 220
     n_slices: int = 8
+    f_max: float | None = None  # top of the bands in Hz; None: the Nyquist frequency (the evaluation's)
 
     def band_db(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:
         """(E, L) snippets -> (E, M, T) mel-band levels in dB per frame (floor -100 dB): what the stats summarise."""
         x = torch.as_tensor(np.asarray(snippets, np.float32))  # (E, L)
         spec = torch.stft(x, self.n_fft, self.hop, window=torch.hann_window(self.n_fft), center=True,
                           pad_mode="constant", return_complex=True).abs().square()  # (E, K, T)
-        fb = torch.as_tensor(htk_mel_filterbank(self.n_mels, self.n_fft, sample_rate, 0.0, sample_rate / 2))
+        top = sample_rate / 2 if self.f_max is None else self.f_max
+        fb = torch.as_tensor(htk_mel_filterbank(self.n_mels, self.n_fft, sample_rate, 0.0, top))
         return 10 * torch.log10(torch.einsum("mk,ekt->emt", fb, spec) + 1e-10)
 
     def __call__(self, snippets: np.ndarray, sample_rate: int) -> torch.Tensor:

@@ -46,6 +46,13 @@ def test_logmel_stats_summarise_their_band_levels():
     assert float(db[1, :, -5:].max()) == pytest.approx(-100.0)
 
 
+def test_logmel_stats_can_stop_at_the_product_mels_top_band():
+    tone = np.sin(2 * np.pi * 9500.0 * np.arange(11025) / 22050).astype(np.float32)[None]  # above 8 kHz
+    full, low = (s.band_db(tone, 22050)[0, :, 5:-5].amax() for s in (LogMelStats(), LogMelStats(f_max=8000.0)))
+    assert float(full) > 0.0  # the full-band bands hear it (frames clear of the snippet's zero-padded edges)
+    assert float(low) < float(full) - 60.0  # the 0-8 kHz ones only the window's leakage
+
+
 def test_linear_classifier_separates_blobs_and_round_trips():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(50, 4, generator=g) + 3, torch.randn(50, 4, generator=g) - 3])
