@@ -108,6 +108,11 @@ class StageConfig:
     # CPU run carries its final steps' gradient noise; an average over the last ~1 / (1 - decay) steps does not
     # (measured at 0.999: no gain for the shipped recipe, MODEL_CARD.md "What was tried").
     ema_decay: float = 0.0
+    # flow: a base model file to start from instead of a fresh initialisation (None: fresh), with a fresh
+    # optimiser and schedule (a warm restart, Loshchilov & Hutter 2017): continues a finished run past the end of
+    # its cosine schedule, e.g. the shipped base whose loss was still falling at its last step (MODEL_CARD.md).
+    # Its sizes must be the ones this config builds.
+    flow_init: str | None = None
     # Flow loss weight of the latents in the first third of a second after an onset the detector reports
     # (1: none; event_tail_latents): where a sound's class is heard.
     event_weight: float = 1.0
@@ -451,6 +456,16 @@ def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents:
                    event_classes=event_classes if traces else 0, trace_decays=traces)
 
 
+def init_from(model: FoleyModel, path: Path) -> None:
+    """Load ``path``'s weights into ``model`` (float32, whatever they were stored in), refusing a file of another
+    shape with what to do: a warm restart continues the same model."""
+    init = FoleyModel.from_pretrained(path)
+    if init.cfg != model.cfg:
+        raise ValueError(f"flow_init {path}: its model config differs from the one this config builds; start it "
+                         "with the config of the run that trained it (field size, trace decays, detector)")
+    model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+
+
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     geom = geometry_of(cfg)
     cache = FeatureCache(run / "cache_train")
@@ -464,7 +479,10 @@ def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) 
     device = training_device(cfg)
     model = FoleyModel(flow_model_config(cfg, latent_channels=vae.cfg.z_channels, window_latents=geom.window_latents,
                                          motion_width=motion_width, motion_grid=cache.config.motion_grid,
-                                         event_classes=classes)).to(device)
+                                         event_classes=classes))
+    if cfg.flow_init:
+        init_from(model, Path(cfg.flow_init))
+    model = model.to(device)
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)

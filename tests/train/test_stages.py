@@ -421,6 +421,27 @@ def test_the_flow_stage_with_ema_saves_the_average_as_base_and_the_last_iterate_
     assert base.keys() == last.keys() and any(not (base[k] == last[k]).all() for k in base)
 
 
+def test_the_flow_stage_continues_a_base_file_and_refuses_one_of_another_size(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.train.stages import run_stage
+
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    for run in (first, second, third):
+        _fake_flow_run(run)
+    assert run_stage("flow", first, load_stage_config("flow", **TINY_CHAIN))["done"]
+    init = str(first / "base.safetensors")
+    # lr 0: the continued model is exactly the file it started from, so the file's weights, not a fresh
+    # initialisation, are what trains on
+    assert run_stage("flow", second, load_stage_config("flow", **{**TINY_CHAIN, "lr": 0.0}, flow_init=init))["done"]
+    a = FoleyModel.from_pretrained(first / "base.safetensors").state_dict()
+    b = FoleyModel.from_pretrained(second / "base.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="flow_init"):
+        run_stage("flow", third, load_stage_config("flow", **{**TINY_CHAIN, "field_hidden": 64},
+                                                                flow_init=init))
+
+
 def test_a_cuda_device_without_cuda_is_refused_with_what_to_do(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     import torch
 
