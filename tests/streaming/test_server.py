@@ -51,6 +51,7 @@ def test_offer_client_sends_video_and_receives_continuous_20ms_audio_with_report
         async with running_server() as (app, base):
             pub = await client.publish_offer(base, client.synthetic_frames(60), FPS, codec=codec)
             await asyncio.sleep(2.0)
+            streamed_until = time.monotonic()  # the recorder's clock
             status, stats = await get_json(f"{base}/stats/{pub.session}")
             await pub.close()
         rec = pub.recorder
@@ -58,7 +59,9 @@ def test_offer_client_sends_video_and_receives_continuous_20ms_audio_with_report
         assert status == 200 and stats["state"] == "connected"
         assert stats["frames_received"] >= 40 and stats["hops"] >= 5
         assert set(rec.frame_sizes) == {960} and rec.sample_rates == {48000}  # 20 ms frames, 48 kHz
-        gaps = np.diff(audio.arrivals[5:])
+        # continuity while streaming; a frame that lands during teardown (seen once 0.39 s after the one before,
+        # on a loaded CI machine) says nothing about pacing
+        gaps = np.diff(audio.arrivals[5:][audio.arrivals[5:] <= streamed_until])
         assert len(audio.arrivals) >= 80 and gaps.max() < 0.2  # arrives continuously
         assert stats["underruns"] == 0 and stats["level_db"] > -120
         lat = first_audio_latency(audio, pub.video.capture_times[0], pub.info["stream_delay_s"])
