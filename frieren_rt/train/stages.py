@@ -457,13 +457,13 @@ def flow_model_config(cfg: StageConfig, *, latent_channels: int, window_latents:
 
 
 def init_from(model: FoleyModel, path: Path) -> None:
-    """Load ``path``'s weights into ``model`` (float32, whatever they were stored in), refusing a file of another
-    shape with what to do: a warm restart continues the same model."""
+    """Load ``path``'s weights into ``model`` (load_state_dict casts a float16 export to the model's float32),
+    refusing a file of another shape with what to do: a warm restart continues the same model."""
     init = FoleyModel.from_pretrained(path)
     if init.cfg != model.cfg:
         raise ValueError(f"flow_init {path}: its model config differs from the one this config builds; start it "
                          "with the config of the run that trained it (field size, trace decays, detector)")
-    model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+    model.load_state_dict(init.state_dict())
 
 
 def stage_flow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
