@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,6 +162,13 @@ class StageConfig:
     # student can learn this world's sounds past what the universal teacher keeps of them; MODEL_CARD.md, "What
     # was tried"). The mel loss always compares with the true mel.
     vocoder_target: str = "teacher"
+    # A weights folder ("" or "shipped": frieren_rt/weights) whose distilled field generates each training clip's
+    # mel as the engine would (frieren_rt.train.vocoder.generated_mels, cached in the run as
+    # vocoder_generated.safetensors); those mels feed the student in vocoder_generated_fraction of its crops,
+    # only crops where they sound where the true mel does (aligned_frames on at least 90 % of the frames; else
+    # the crop keeps its other input). The targets stay the clip's. None: no generated mels.
+    vocoder_generated: str | None = None
+    vocoder_generated_fraction: float = 0.4
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -698,6 +706,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                              f"{run / 'cache_train'} was built from another version of the world; rebuild it "
                              f"('frieren-rt train cache' into a new run folder)")
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
+    generated = (cached_generated_mels(run, cfg.vocoder_generated, seeds, mels, cache.config)
+                 if cfg.vocoder_generated is not None else None)
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     student.requires_grad_(True).train()
@@ -714,7 +724,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
     def step(i: int) -> dict[str, float]:
         mel, student_in, target = vocoder_crops(mels, targets, inputs, cfg.batch_size, seg,
-                                                cfg.vocoder_vae_fraction, gen)
+                                                cfg.vocoder_vae_fraction, gen, generated=generated,
+                                                generated_fraction=cfg.vocoder_generated_fraction)
         wav = student(student_in)
         out = regression_loss(wav, logmel, mel, target, spectral)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
@@ -736,21 +747,57 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
 
 def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs: list[torch.Tensor] | None,
-                  batch: int, frames: int, input_fraction: float, gen: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  batch: int, frames: int, input_fraction: float, gen: torch.Generator, *,
+                  generated: list[tuple[torch.Tensor, torch.Tensor]] | None = None, generated_fraction: float = 0.0,
+                  min_aligned: float = 0.9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random crops of ``frames`` mel frames: (true mel (B, 80, frames), the student's input (B, 80, frames),
-    the teacher's audio (B, frames * 256)). The input is the crop of ``inputs`` (the mels through the VAE) with
-    probability ``input_fraction``, else the true mel; the mel loss and the target always stay the true ones.
-    Without ``inputs`` no extra random number is drawn, so such runs repeat the crops of runs before the option."""
+    the teacher's audio (B, frames * 256)). The input is the crop of ``generated`` (the field's mels with their
+    (F,) aligned-frame masks) with probability ``generated_fraction`` when at least ``min_aligned`` of the crop's
+    frames are aligned, else the crop of ``inputs`` (the mels through the VAE) with probability
+    ``input_fraction``, else the true mel; the mel loss and the target always stay the true ones. Without
+    ``inputs`` / ``generated`` no extra random number is drawn for them, so such runs repeat the crops of runs
+    before the options."""
     mel_b, in_b, wav_b = [], [], []
     for _ in range(batch):
         k = int(torch.randint(len(mels), (1,), generator=gen))
         s = int(torch.randint(0, mels[k].shape[1] - frames + 1, (1,), generator=gen))
         mel_b.append(mels[k][:, s : s + frames])
+        wav_b.append(targets[k][s * 256 : (s + frames) * 256])
+        if generated is not None and float(torch.rand((), generator=gen)) < generated_fraction:
+            g_mel, g_ok = generated[k]
+            if float(g_ok[s : s + frames].float().mean()) >= min_aligned:
+                in_b.append(g_mel[:, s : s + frames])
+                continue
         use_input = inputs is not None and float(torch.rand((), generator=gen)) < input_fraction
         in_b.append((inputs if use_input else mels)[k][:, s : s + frames])
-        wav_b.append(targets[k][s * 256 : (s + frames) * 256])
     return torch.stack(mel_b), torch.stack(in_b), torch.stack(wav_b)
+
+
+def cached_generated_mels(run: Path, weights: str, seeds: Sequence[int], mels: list[torch.Tensor],
+                          cache_cfg: CacheConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(generated mel (80, F), aligned-frame mask (F,)) per training clip: ``generated_mels`` of the ``weights``
+    folder ("" / "shipped": the shipped one), computed for the clips missing from
+    ``run/vocoder_generated.safetensors`` and stored there (keyed by seed; delete the file after changing
+    ``weights``)."""
+    from frieren_rt.train.vocoder import aligned_frames, generated_mels  # noqa: PLC0415
+
+    path = run / "vocoder_generated.safetensors"
+    stored = load_file(str(path)) if path.is_file() else {}
+    missing = [(s, m.shape[1]) for s, m in zip(seeds, mels, strict=True) if str(s) not in stored]
+    if missing:
+        folder = None if weights in ("", "shipped") else Path(weights)
+        new = generated_mels(folder, [s for s, _ in missing], cache_cfg.world, cache_cfg.duration,
+                             [n for _, n in missing])
+        stored |= {str(s): m for (s, _), m in zip(missing, new, strict=True)}
+        save_file(stored, str(path))
+    out = []
+    for s, m in zip(seeds, mels, strict=True):
+        g = stored[str(s)]
+        if g.shape != m.shape:
+            raise ValueError(f"{path} holds clip {s}'s generated mel at {tuple(g.shape)}, its cached mel is "
+                             f"{tuple(m.shape)}: delete the file so it is generated again")
+        out.append((g, aligned_frames(m, g)))
+    return out
 
 
 @torch.no_grad()

@@ -37,7 +37,8 @@ from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["MultiScaleMelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss",
-           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
+           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio", "aligned_frames",
+           "generated_mels"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -220,6 +221,62 @@ def world_audio(seeds: Sequence[int], world: str, duration: float) -> list[torch
 
     cfg = replace(PRESETS[world], duration=float(duration))
     return [torch.from_numpy(true_audio(s, cfg).audio) for s in tqdm(seeds, desc="world audio", unit="clip")]
+
+
+# A mel frame "sounds" when its loudest band is above this natural-log level (the mel's floor is ln 1e-5 = -11.5;
+# -8 is about 30 dB above it). Crops where the generated and the true mel disagree on this lose the pair:
+# aligned_frames.
+SOUNDING_LEVEL = -8.0
+
+
+def aligned_frames(true_mel: torch.Tensor, generated_mel: torch.Tensor, level: float = SOUNDING_LEVEL) -> torch.Tensor:
+    """(F,) bool for two (80, F) mels: True where both sound or both are silent (loudest band vs ``level``).
+
+    Why: a generated mel is a pair for the true audio only where the field put a sound where the truth has one;
+    where it put a sound into silence (which the event gate mutes at run time) or missed one, regressing the
+    vocoder's output on it onto the true audio would teach it to erase or invent whole sounds."""
+    return (true_mel.amax(0) > level) == (generated_mel.amax(0) > level)
+
+
+@torch.no_grad()
+def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, duration: float,
+                   frames: Sequence[int]) -> list[torch.Tensor]:
+    """Each clip's mel as the engine hands it to the vocoder: the ``weights`` folder's distilled one-step field
+    streamed over the rendered clip (the evaluation's geometry and seed: one stream per clip, ``pipeline``'s
+    hop), its emitted latents through the streaming VAE decoder. (80, frames[i]) each, on the true mel's frame
+    grid (cut, or padded with the mel floor); generated once per clip, no vocoder run.
+
+    Why: the student otherwise only ever sees true or VAE-reconstructed mels, not the field's; fine-tuning a
+    vocoder on the acoustic model's own predictions against the true audio is what Tacotron 2 (Shen et al.
+    2018, section 3.2) and HiFi-GAN (Kong et al. 2020, section 4.4) do."""
+    import numpy as np  # noqa: PLC0415
+
+    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+    from frieren_rt.world import render_clip  # noqa: PLC0415
+
+    pipe = FoleyPipeline.from_dir(weights, GenerationOptions(variant="distill", vocoder="student",
+                                                             decoder="streaming"))
+    generator = pipe.generator()
+    latents: list[torch.Tensor] = []
+    commit = generator.commit
+
+    def recording_commit(state, hop: torch.Tensor) -> None:  # noqa: ANN001
+        latents.append(hop.detach().clone())  # (C, hop latents) in timeline order
+        commit(state, hop)
+
+    generator.commit = recording_commit
+    pipe.generator = lambda: generator  # generate() builds its generator here: hand it the recording one
+    out = []
+    for seed, n in zip(tqdm(seeds, desc="generated mels", unit="clip"), frames, strict=True):
+        clip = render_clip(seed, duration=duration, config=world)
+        latents.clear()
+        pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration, seed=clip.seed)
+        z = torch.cat(latents, dim=-1)[None]  # (1, C, L)
+        mel = pipe.vae.decode(pipe.vae.from_flow(z))[0, :, :n]
+        if mel.shape[1] < n:
+            mel = torch.nn.functional.pad(mel, (0, n - mel.shape[1]), value=float(np.log(1e-5)))
+        out.append(mel.contiguous())
+    return out
 
 
 def new_student(name: str, seed: int) -> HifiganGenerator:

@@ -293,6 +293,57 @@ def test_vocoder_crops_feed_the_vae_mels_in_their_fraction_and_keep_true_mels_an
     assert (student_in >= 0).all()  # no VAE mels given: true mels only
 
 
+def test_vocoder_crops_feed_generated_mels_only_where_they_are_aligned_and_keep_true_mels_and_targets() -> None:
+    import torch
+
+    from frieren_rt.train.stages import vocoder_crops
+
+    mels = [torch.arange(80 * 40, dtype=torch.float32).reshape(80, 40)]
+    targets = [torch.arange(40 * 256, dtype=torch.float32)]
+    ok = torch.ones(40, dtype=torch.bool)
+    ok[20:] = False  # the field's mel disagrees with the truth from frame 20 on
+    generated = [(mels[0] + 1e4, ok)]
+    vae_mels = [-mels[0]]
+    gen = torch.Generator().manual_seed(0)
+    mel, student_in, target = vocoder_crops(mels, targets, vae_mels, 200, 8, 1.0, gen, generated=generated,
+                                            generated_fraction=1.0)
+    start = mel[:, 0, 0].long()
+    assert torch.equal(target[:, 0].long(), start * 256)  # targets stay the true crop's
+    from_generated = student_in[:, 0, 0] >= 1e4
+    # A crop of frames s..s+7 holds >= 90 % aligned frames only when it ends before frame 20.
+    assert torch.equal(from_generated, start + 8 <= 20)
+    assert torch.equal(student_in[from_generated], mel[from_generated] + 1e4)
+    assert torch.equal(student_in[~from_generated], -mel[~from_generated])  # the other input (VAE, fraction 1)
+
+
+def test_the_vocoder_stage_reads_stored_generated_mels_and_refuses_ones_of_another_length(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from frieren_rt.train import vocoder as vocoder_module
+    from frieren_rt.train.stages import stage_vocoder
+
+    seeds = range(2)
+    _fake_cache(tmp_path / "cache_train", seeds, frames=40)
+    save_file({str(s): torch.zeros(40 * 256) for s in seeds}, str(tmp_path / "vocoder_targets.safetensors"))
+    save_file({str(s): torch.full((80, 40), -4.0) for s in seeds}, str(tmp_path / "vocoder_generated.safetensors"))
+
+    def no_generation(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the stored generated mels should have been used")
+
+    monkeypatch.setattr(vocoder_module, "generated_mels", no_generation)
+    cfg = load_stage_config("vocoder", steps=2, batch_size=2, vocoder_preset="tiny", vocoder_clips=2,
+                            vocoder_generated="shipped", vocoder_generated_fraction=1.0)
+    assert stage_vocoder(tmp_path, cfg)["done"]
+    save_file({str(s): torch.zeros(80, 39) for s in seeds}, str(tmp_path / "vocoder_generated.safetensors"))
+    shutil.rmtree(tmp_path / "vocoder")  # its checkpoint: the stage would resume a finished run
+    with pytest.raises(ValueError, match="delete the file"):
+        stage_vocoder(tmp_path, cfg)
+
+
 def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:  # noqa: ANN001
     import torch
     from safetensors.torch import save_file

@@ -77,3 +77,14 @@ def test_world_audio_is_the_rendered_clips_audio_whose_mel_the_cache_holds():
     clip = render_clip(3, duration=2.0)
     assert np.array_equal(wav.numpy(), clip.audio)  # the plan re-mixed without frames: the same samples
     assert LogMel()(wav).shape[1] * 256 <= wav.numel()  # every mel frame's crop has its audio
+
+
+def test_aligned_frames_marks_where_both_mels_sound_or_both_are_silent():
+    from frieren_rt.train.vocoder import SOUNDING_LEVEL, aligned_frames
+
+    silent, loud = SOUNDING_LEVEL - 3.0, SOUNDING_LEVEL + 3.0
+    true = torch.full((80, 4), silent)
+    true[10, 1], true[10, 2] = loud, loud  # one loud band is enough to sound
+    generated = torch.full((80, 4), silent)
+    generated[:, 2], generated[:, 3] = loud, loud  # a missed frame (1) and an invented one (3)
+    assert aligned_frames(true, generated).tolist() == [True, False, True, False]
