@@ -10,6 +10,7 @@ with the time since the onset; the profile row gives it per 50 ms.
 
     python benchmarks/event_snippets.py --clips 24                      # shipped distilled model, streaming
     python benchmarks/event_snippets.py --weights DIR --row single:1 --no-gate
+    python benchmarks/event_snippets.py --true-through vae                # the streaming audio stack on true audio
 
 Needs the asset cache (``frieren-rt assets fetch``).
 """
@@ -24,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.eval.classify import LogMelStats, event_snippets, fit_event_classifier
-from frieren_rt.eval.runner import parse_row
+from frieren_rt.eval.runner import parse_row, reconstruct
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.world import render_clip
@@ -42,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--row", default="distill:1", help="VARIANT:STEPS[:CFG][@VOCODER], as frieren-rt eval "
                    "--row (default distill:1)")
     p.add_argument("--no-gate", action="store_true", help="generate without the event gate")
+    p.add_argument("--true-through", choices=["vocoder", "vae"], default=None,
+                   help="instead of generating: the TRUE audio's mel through the row's vocoder (and VAE), the "
+                   "audio stack's per-class ceiling")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -79,11 +83,15 @@ def main() -> None:
     clips = [c for c in (render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips],
                                                        desc=f"{args.split} clips")) if c.events]
     options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
-                                event_gate=not args.no_gate)
+                                decoder=row.decoder or "auto", event_gate=not args.no_gate)
     pipe = FoleyPipeline.from_dir(args.weights, options)
     labels, pred_true, pred_gen, cut = [], [], [], []
     for clip in tqdm(clips, desc=args.row):
-        audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration, seed=clip.seed)
+        if args.true_through is None:
+            audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration,
+                                  seed=clip.seed)
+        else:
+            audio = reconstruct(clip.audio, pipe.vocoder, pipe.vae if args.true_through == "vae" else None)
         levels = [frame_levels(event_snippets(a, clip.events, clip.sample_rate, classifier.snippet_s),
                                clip.sample_rate) for a in (audio, clip.audio)]
         cut.append(cut_frames(*levels))
@@ -95,7 +103,8 @@ def main() -> None:
                      for pred in (pred_true, pred_gen))
     share = cut_t.mean(1)
     acc_true, acc_gen, cut_c = per_class(true_t, labels), per_class(gen_t, labels), per_class(share, labels)
-    print(f"\n{args.split}, {len(clips)} clips with events, {len(labels)} events, {args.row}"
+    what = args.row if args.true_through is None else f"true audio through the {args.true_through} of {args.row}"
+    print(f"\n{args.split}, {len(clips)} clips with events, {len(labels)} events, {what}"
           f"{' (no gate)' if args.no_gate else ''}\n| class | events | class acc, true | class acc, generated "
           "| generated heard as | snippet cut |\n|---|---|---|---|---|---|")
     for c in acc_true:
