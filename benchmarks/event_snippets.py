@@ -1,6 +1,8 @@
 """Where does a generated sound lose its class? Per class, over the test split: the class classifier's accuracy
 on the true and on the generated audio (frieren_rt/eval/classify.py: the 0.5 s snippet from each true onset),
-and how much of that snippet is silent in the generated audio while the true audio still sounds there.
+how much of that snippet is silent in the generated audio while the true audio still sounds there, and the
+share of the class's events whose onset the evaluation's learned detector finds within +-40 ms (EBU R37), per
+event rather than per merged reference onset, in the true and in the generated audio.
 
 A frame (the classifier's own LogMelStats bands: 512-point STFT, 10 ms hop, 48 HTK mel bands) is "silent" when its
 band-mean level is under -70 dB; the true world audio is either sounding or digitally silent (-100 dB), so
@@ -25,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.eval.classify import LogMelStats, event_snippets, fit_event_classifier
+from frieren_rt.eval.onset_net import LearnedOnsetDetector
 from frieren_rt.eval.runner import parse_row, reconstruct
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
@@ -67,6 +70,11 @@ def per_class(values: torch.Tensor, labels: list[str]) -> dict[str, float]:
             for c in EVENT_CLASSES if c in labels}
 
 
+def onsets_found(detected: np.ndarray, events: list, tolerance_s: float = 0.040) -> list[bool]:
+    """Per event: is any detected onset (seconds) within ``tolerance_s`` of its time?"""
+    return [bool(np.any(np.abs(np.asarray(detected) - e.time) <= tolerance_s)) for e in events]
+
+
 def heard_as(predicted: list[str], labels: list[str], cls: str) -> str:
     """The class most often predicted for the events of ``cls``, with its share (e.g. "impact 0.45")."""
     mine = [p for p, lab in zip(predicted, labels, strict=True) if lab == cls]
@@ -85,7 +93,8 @@ def main() -> None:
     options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
                                 decoder=row.decoder or "auto", event_gate=not args.no_gate)
     pipe = FoleyPipeline.from_dir(args.weights, options)
-    labels, pred_true, pred_gen, cut = [], [], [], []
+    detector = LearnedOnsetDetector.load()
+    labels, pred_true, pred_gen, cut, found_true, found_gen = [], [], [], [], [], []
     for clip in tqdm(clips, desc=args.row):
         if args.true_through is None:
             audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration,
@@ -98,20 +107,25 @@ def main() -> None:
         pred_true += classifier.predict(clip.audio, clip.events)
         pred_gen += classifier.predict(audio, clip.events)
         labels += [e.cls for e in clip.events]
+        found_true += onsets_found(detector(clip.audio), clip.events)
+        found_gen += onsets_found(detector(audio), clip.events)
     cut_t = torch.cat(cut)
     true_t, gen_t = (torch.tensor([p == lab for p, lab in zip(pred, labels, strict=True)], dtype=torch.float32)
                      for pred in (pred_true, pred_gen))
     share = cut_t.mean(1)
     acc_true, acc_gen, cut_c = per_class(true_t, labels), per_class(gen_t, labels), per_class(share, labels)
+    on_true, on_gen = (torch.tensor(f, dtype=torch.float32) for f in (found_true, found_gen))
+    on_true_c, on_gen_c = per_class(on_true, labels), per_class(on_gen, labels)
     what = args.row if args.true_through is None else f"true audio through the {args.true_through} of {args.row}"
     print(f"\n{args.split}, {len(clips)} clips with events, {len(labels)} events, {what}"
           f"{' (no gate)' if args.no_gate else ''}\n| class | events | class acc, true | class acc, generated "
-          "| generated heard as | snippet cut |\n|---|---|---|---|---|---|")
+          "| generated heard as | snippet cut | onset found, true | onset found, generated |\n"
+          "|---|---|---|---|---|---|---|---|")
     for c in acc_true:
         print(f"| {c} | {labels.count(c)} | {acc_true[c]:.2f} | {acc_gen[c]:.2f} | "
-              f"{heard_as(pred_gen, labels, c)} | {cut_c[c]:.2f} |")
+              f"{heard_as(pred_gen, labels, c)} | {cut_c[c]:.2f} | {on_true_c[c]:.2f} | {on_gen_c[c]:.2f} |")
     print(f"| all | {len(labels)} | {float(true_t.mean()):.3f} | {float(gen_t.mean()):.3f} | | "
-          f"{float(share.mean()):.3f} |")
+          f"{float(share.mean()):.3f} | {float(on_true.mean()):.3f} | {float(on_gen.mean()):.3f} |")
     profile = cut_t.unfold(1, 5, 5).mean(-1).mean(0)  # (T // 5,) per 50 ms
     print("cut share per 50 ms after the onset:", " ".join(f"{v:.2f}" for v in profile.tolist()))
 
