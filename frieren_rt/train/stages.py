@@ -169,6 +169,9 @@ class StageConfig:
     # the crop keeps its other input). The targets stay the clip's. None: no generated mels.
     vocoder_generated: str | None = None
     vocoder_generated_fraction: float = 0.4
+    # Generate them teacher-forced (each hop after the clip's TRUE latents, not the field's own: generated_mels),
+    # cached as vocoder_generated_forced.safetensors.
+    vocoder_generated_forced: bool = False
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -706,7 +709,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                              f"{run / 'cache_train'} was built from another version of the world; rebuild it "
                              f"('frieren-rt train cache' into a new run folder)")
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
-    generated = (cached_generated_mels(run, cfg.vocoder_generated, seeds, mels, cache.config)
+    generated = (cached_generated_mels(run, cfg.vocoder_generated, seeds, mels, cache.config,
+                                       teacher_forced=cfg.vocoder_generated_forced)
                  if cfg.vocoder_generated is not None else None)
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
@@ -774,20 +778,21 @@ def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs:
 
 
 def cached_generated_mels(run: Path, weights: str, seeds: Sequence[int], mels: list[torch.Tensor],
-                          cache_cfg: CacheConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                          cache_cfg: CacheConfig, *, teacher_forced: bool = False
+                          ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(generated mel (80, F), aligned-frame mask (F,)) per training clip: ``generated_mels`` of the ``weights``
     folder ("" / "shipped": the shipped one), computed for the clips missing from
-    ``run/vocoder_generated.safetensors`` and stored there (keyed by seed; delete the file after changing
-    ``weights``)."""
+    ``run/vocoder_generated.safetensors`` (``_forced`` before the suffix when ``teacher_forced``) and stored
+    there (keyed by seed; delete the file after changing ``weights``)."""
     from frieren_rt.train.vocoder import aligned_frames, generated_mels  # noqa: PLC0415
 
-    path = run / "vocoder_generated.safetensors"
+    path = run / f"vocoder_generated{'_forced' if teacher_forced else ''}.safetensors"
     stored = load_file(str(path)) if path.is_file() else {}
     missing = [(s, m.shape[1]) for s, m in zip(seeds, mels, strict=True) if str(s) not in stored]
     if missing:
         folder = None if weights in ("", "shipped") else Path(weights)
         new = generated_mels(folder, [s for s, _ in missing], cache_cfg.world, cache_cfg.duration,
-                             [n for _, n in missing])
+                             [n for _, n in missing], teacher_forced=teacher_forced)
         stored |= {str(s): m for (s, _), m in zip(missing, new, strict=True)}
         save_file(stored, str(path))
     out = []

@@ -240,11 +240,15 @@ def aligned_frames(true_mel: torch.Tensor, generated_mel: torch.Tensor, level: f
 
 @torch.no_grad()
 def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, duration: float,
-                   frames: Sequence[int]) -> list[torch.Tensor]:
+                   frames: Sequence[int], *, teacher_forced: bool = False) -> list[torch.Tensor]:
     """Each clip's mel as the engine hands it to the vocoder: the ``weights`` folder's distilled one-step field
     streamed over the rendered clip (the evaluation's geometry and seed: one stream per clip, ``pipeline``'s
     hop), its emitted latents through the streaming VAE decoder. (80, frames[i]) each, on the true mel's frame
-    grid (cut, or padded with the mel floor); generated once per clip, no vocoder run.
+    grid (cut, or padded with the mel floor); generated once per clip, no vocoder run. ``teacher_forced``: every
+    hop the field generated is replaced in its history by the clip's true latents (the VAE's posterior mean of
+    the true mel) before the next hop, so each hop is the field's prediction after the TRUE past, the
+    ground-truth-aligned predictions Tacotron 2 fine-tunes its vocoder on; otherwise the field continues its own
+    audio, as at run time.
 
     Why: the student otherwise only ever sees true or VAE-reconstructed mels, not the field's; fine-tuning a
     vocoder on the acoustic model's own predictions against the true audio is what Tacotron 2 (Shen et al.
@@ -260,8 +264,14 @@ def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, durat
     latents: list[torch.Tensor] = []
     commit = generator.commit
 
+    true_latents: list[torch.Tensor] = []  # [(C, L)] of the clip being generated, when teacher-forced
+
     def recording_commit(state, hop: torch.Tensor) -> None:  # noqa: ANN001
         latents.append(hop.detach().clone())  # (C, hop latents) in timeline order
+        if true_latents:
+            at = state.emitted_latents
+            true = true_latents[0][:, at : at + hop.shape[1]]
+            hop = torch.cat([true, hop[:, true.shape[1]:]], dim=1)  # past the true ones' end: the field's
         commit(state, hop)
 
     generator.commit = recording_commit
@@ -270,6 +280,11 @@ def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, durat
     for seed, n in zip(tqdm(seeds, desc="generated mels", unit="clip"), frames, strict=True):
         clip = render_clip(seed, duration=duration, config=world)
         latents.clear()
+        true_latents.clear()
+        if teacher_forced:
+            mel = LogMel()(torch.from_numpy(clip.audio).float())[None]
+            mel = mel[..., : mel.shape[-1] // 2 * 2]  # whole latents (2x temporal downsampling)
+            true_latents.append(pipe.vae.to_flow(pipe.vae.encode(mel).mean)[0])
         pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration, seed=clip.seed)
         z = torch.cat(latents, dim=-1)[None]  # (1, C, L)
         mel = pipe.vae.decode(pipe.vae.from_flow(z))[0, :, :n]

@@ -88,3 +88,19 @@ def test_aligned_frames_marks_where_both_mels_sound_or_both_are_silent():
     generated = torch.full((80, 4), silent)
     generated[:, 2], generated[:, 3] = loud, loud  # a missed frame (1) and an invented one (3)
     assert aligned_frames(true, generated).tolist() == [True, False, True, False]
+
+
+def test_generated_mels_are_the_shipped_fields_mels_on_the_true_grid_and_teacher_forcing_changes_them():
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.train.vocoder import aligned_frames, generated_mels, world_audio
+
+    true = LogMel()(world_audio([200_000], "small", 2.0)[0])  # the first test clip, 2 s
+    n = true.shape[1]
+    free, = generated_mels(None, [200_000], "small", 2.0, [n])
+    forced, = generated_mels(None, [200_000], "small", 2.0, [n], teacher_forced=True)
+    assert free.shape == forced.shape == (80, n)
+    assert torch.isfinite(free).all() and torch.isfinite(forced).all()
+    assert not torch.equal(free, forced)  # later hops continue the true past, not the field's own
+    # Both are the clip's sound on its frame grid: most frames sound (or are silent) where the truth does.
+    assert float(aligned_frames(true, free).float().mean()) > 0.7
+    assert float(aligned_frames(true, forced).float().mean()) > 0.7
