@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "offline VAE decoder) --row distill:1@hifigan")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
+    p.add_argument("--hop", type=float, default=None, metavar="S",
+                   help="generation hop in seconds (default: offline generation's 0.2 s, 9 latents; 0.1 is the "
+                   "streaming engine's 4-latent 92.9 ms hop)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
     p.set_defaults(func=run)
 
@@ -35,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if args.clips < 2:
         raise ValueError("--clips must be >= 2 (FD needs a set, the mismatched row a second clip)")
     rows = [parse_row(r) for r in args.row] if args.row else QUICK_ROWS if args.quick else DEFAULT_ROWS
+    if args.hop is not None and args.hop <= 0:
+        raise ValueError("--hop must be > 0 seconds (0.1: the streaming engine's hop)")
     report = evaluate(args.weights, clips=args.clips, rows=rows,
-                      vocoder=args.vocoder, out=args.output, split=args.split)
+                      vocoder=args.vocoder, out=args.output, split=args.split, hop_s=args.hop)
     print(markdown_table(report))
     print(f"(report: {args.output})")
     return 0

@@ -32,3 +32,23 @@ def test_a_row_spec_can_choose_its_vae_decoder():
 def test_a_malformed_row_spec_says_the_format(spec):
     with pytest.raises(ValueError, match="VARIANT:STEPS"):
         parse_row(spec)
+
+
+def test_eval_hands_its_hop_to_the_generated_rows_and_refuses_a_non_positive_one(monkeypatch, capsys):  # noqa: ANN001
+    from frieren_rt.cli import main
+    from frieren_rt.eval import runner
+
+    seen = {}
+
+    def fake_evaluate(weights, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen.update(kwargs)
+        return {"rows": {}}
+
+    monkeypatch.setattr(runner, "evaluate", fake_evaluate)
+    monkeypatch.setattr(runner, "markdown_table", lambda report: "")
+    assert main(["eval", "--clips", "2", "--hop", "0.1", "--row", "distill:1", "-o", "/dev/null"]) == 0
+    assert seen["hop_s"] == 0.1  # the streaming engine's 4-latent hop
+    assert main(["eval", "--clips", "2", "--row", "distill:1", "-o", "/dev/null"]) == 0
+    assert seen["hop_s"] is None  # offline generation's default
+    assert main(["eval", "--clips", "2", "--hop", "0", "-o", "/dev/null"]) != 0
+    assert "--hop must be > 0" in capsys.readouterr().err
