@@ -47,7 +47,10 @@ class GenerationOptions:
     velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
     audio only around frames the event detector marks (frieren_rt/windowing/gate.py; models that read detector
     features only); tail_cfg: the guidance scale on sounds' tails for the two-pass variants (None: ``cfg``
-    everywhere, as the shipped students were trained; frieren_rt.flow.guidance.tail_guidance_scale)."""
+    everywhere, as the shipped students were trained; frieren_rt.flow.guidance.tail_guidance_scale);
+    lookahead: latents generated past the end of each hop's audio before it is decoded, so the VAE decoder and
+    vocoder see real right context (StreamGeometry.lookahead_latents; 23.2 ms of latency each): 0 (streaming),
+    or None for their whole right context (offline: decoding then equals decoding the whole clip at once)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -61,12 +64,16 @@ class GenerationOptions:
     precision: str = "fp32"
     event_gate: bool = True
     tail_cfg: float | None = None
+    lookahead: int | None = 0
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
             raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
         if self.decoder not in ("auto", "streaming", "offline"):
             raise ValueError(f"unknown VAE decoder {self.decoder!r}; choose auto, streaming or offline")
+        if self.lookahead is not None and self.lookahead < 0:
+            raise ValueError(f"lookahead must be >= 0 latents (or None: the decoder's whole right context), "
+                             f"got {self.lookahead}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.backend not in BACKENDS or self.precision not in PRECISIONS:
@@ -222,12 +229,17 @@ class FoleyPipeline:
                              gate=self.gate)
 
     def geometry_with_context(self) -> StreamGeometry:
-        """The geometry with the decode context sized from the VAE decoder's and vocoder's receptive fields."""
+        """The geometry with the decode context sized from the VAE decoder's and vocoder's receptive fields (the
+        left one always; the right one when ``options.lookahead`` is None)."""
         from frieren_rt.windowing import context_latents_for  # noqa: PLC0415
+        from frieren_rt.windowing.geometry import lookahead_latents_for  # noqa: PLC0415
 
-        left_latents, _ = self.vae.decoder.context_latents()
-        left_mels, _ = self.vocoder.context_frames()
-        return self.geometry.with_(context_latents=context_latents_for(left_latents, left_mels))
+        left_latents, right_latents = self.vae.decoder.context_latents()
+        left_mels, right_mels = self.vocoder.context_frames()
+        ahead = (lookahead_latents_for(right_latents, right_mels) if self.options.lookahead is None
+                 else self.options.lookahead)
+        return self.geometry.with_(context_latents=context_latents_for(left_latents, left_mels),
+                                   lookahead_latents=ahead)
 
     def generator(self) -> WindowedGenerator:
         vae = self.vae

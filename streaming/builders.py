@@ -96,6 +96,9 @@ class EngineOptions:
     precision: str = "fp32"
     budget_sessions: int = 1  # EngineConfig.budget_sessions: the batch every session's latency covers
     event_gate: bool = True  # GenerationOptions.event_gate (frieren_rt/windowing/gate.py)
+    # GenerationOptions.lookahead: latents generated past each hop's audio before it is decoded (23.2 ms of
+    # latency each; 0: the decoder and vocoder read zeros past the newest latent).
+    lookahead: int = 0
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -107,7 +110,7 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
     channels = 8
     field = VectorField(preset("small", depth=1, hidden=64, heads=1, cond_dim=32, raw_cond_dim=feature_dim,
                                zero_init=False, latent_channels=channels)).eval()
-    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s)
+    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s, lookahead_latents=options.lookahead)
     velocity = apply_backend(field, options.backend, device=options.device, precision=options.precision)
     generator = WindowedGenerator(geometry=geometry, velocity=velocity,
                                   decoder=_RandomDecoder(channels).eval(),
@@ -164,7 +167,8 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
     pipe = FoleyPipeline.from_dir(model_dir, GenerationOptions(window_s=options.window_s, hop_s=options.hop_s,
                                                                backend=options.backend,
                                                                precision=options.precision,
-                                                               event_gate=options.event_gate),
+                                                               event_gate=options.event_gate,
+                                                               lookahead=options.lookahead),
                                   device=options.device)
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),

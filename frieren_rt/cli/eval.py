@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hop", type=float, default=None, metavar="S",
                    help="generation hop in seconds (default: offline generation's 0.2 s, 9 latents; 0.1 is the "
                    "streaming engine's 4-latent 92.9 ms hop)")
+    p.add_argument("--lookahead", default="0", metavar="N|full",
+                   help="latents generated past each hop before it is decoded (default 0, as the streaming engine; "
+                   "'full': the decoder's and vocoder's whole right context, as frieren-rt generate)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
     p.set_defaults(func=run)
 
@@ -40,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     rows = [parse_row(r) for r in args.row] if args.row else QUICK_ROWS if args.quick else DEFAULT_ROWS
     if args.hop is not None and args.hop <= 0:
         raise ValueError("--hop must be > 0 seconds (0.1: the streaming engine's hop)")
-    report = evaluate(args.weights, clips=args.clips, rows=rows,
-                      vocoder=args.vocoder, out=args.output, split=args.split, hop_s=args.hop)
+    if args.lookahead != "full" and not (args.lookahead.isdigit()):
+        raise ValueError(f"--lookahead must be a whole number of latents or 'full', got {args.lookahead!r}")
+    report = evaluate(args.weights, clips=args.clips, rows=rows, vocoder=args.vocoder, out=args.output,
+                      split=args.split, hop_s=args.hop,
+                      lookahead=None if args.lookahead == "full" else int(args.lookahead))
     print(markdown_table(report))
     print(f"(report: {args.output})")
     return 0

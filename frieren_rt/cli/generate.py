@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--official-sizes", choices=["official", "reduced"], default="official",
                    help="widths of the --model official files: official (published) or reduced (the parity "
                    "fixtures' widths, for tests)")
+    p.add_argument("--lookahead", type=int, default=None, metavar="N",
+                   help="latents generated past each hop before it is decoded (default: the VAE decoder's and "
+                   "vocoder's whole right context, so every hop decodes as the whole clip would; 0: as the "
+                   "streaming engine does)")
     p.add_argument("--steps", type=int, default=None,
                    help="Euler steps (default: 1, or 25 for --model base and official)")
     p.add_argument("--sampler", choices=["euler", "dopri5"], default="euler", help="ODE solver (default: euler)")
@@ -50,12 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def generation_options(args: argparse.Namespace):  # noqa: ANN201 - GenerationOptions, imported lazily
     """The shipped-model options for ``args``: offline generation has the whole clip, so it always decodes with
     the wider offline VAE decoder when the folder has one (its 8 latents of look-ahead cost nothing here), before
-    either vocoder."""
+    either vocoder, and with their whole right context (``lookahead`` None) unless told otherwise."""
     from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
 
     return GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                              sampler=args.sampler, cfg=args.cfg, backend=args.backend, precision=args.precision,
-                             event_gate=args.event_gate, vocoder=args.vocoder, decoder="offline")
+                             event_gate=args.event_gate, vocoder=args.vocoder, decoder="offline",
+                             lookahead=args.lookahead)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -103,8 +103,9 @@ class WindowedGenerator:
 
     @property
     def stream_delay_samples(self) -> int:
-        """Emitted sample n is timeline sample n - delay (the held-back crossfade tail)."""
-        return self.geometry.crossfade_samples
+        """Emitted sample n is timeline sample n - delay (the held-back crossfade tail and the look-ahead)."""
+        g = self.geometry
+        return g.crossfade_samples + g.lookahead_latents * g.samples_per_latent
 
     def new_stream(self, *, start_time: float, seed: int = 0) -> StreamState:
         g = self.geometry
@@ -157,21 +158,23 @@ class WindowedGenerator:
 
     # --- audio ---------------------------------------------------------------------------------------------
     def decode(self, states: Sequence[StreamState], times: dict[str, float] | None = None) -> torch.Tensor:
-        """Batched decode of each stream's last ``context + hop`` latents -> (B, (context + hop) * spl)."""
+        """Batched decode of the ``context + hop`` latents that end ``lookahead`` latents before each stream's
+        newest -> (B, (context + hop) * spl); the look-ahead latents are decoded too, as right context only."""
         g = self.geometry
-        n = g.context_latents + g.hop_latents
-        z = torch.stack([gather_known(s.history, s.history_start, s.emitted_latents - n, n) for s in states])
+        n, ahead = g.context_latents + g.hop_latents, g.lookahead_latents
+        z = torch.stack([gather_known(s.history, s.history_start, s.emitted_latents - n - ahead, n + ahead)
+                         for s in states])
         times = {} if times is None else times
         with torch.inference_mode():
             with stopwatch(times, "vae_decode", self.device):
                 mel = self.decoder(z.to(self.device))  # (B, M, n * mels_per_latent)
             with stopwatch(times, "vocoder", self.device):
                 wave = self.vocoder(mel)
-        wave = wave.reshape(wave.shape[0], -1).float().cpu()  # (B, n * spl)
-        if wave.shape[1] != n * g.samples_per_latent:
-            raise ValueError(f"decoder+vocoder gave {wave.shape[1]} samples for {n} latents, "
-                             f"expected {n * g.samples_per_latent}")
-        return wave
+        wave = wave.reshape(wave.shape[0], -1).float().cpu()  # (B, (n + ahead) * spl)
+        if wave.shape[1] != (n + ahead) * g.samples_per_latent:
+            raise ValueError(f"decoder+vocoder gave {wave.shape[1]} samples for {n + ahead} latents, "
+                             f"expected {(n + ahead) * g.samples_per_latent}")
+        return wave[:, : n * g.samples_per_latent]  # the look-ahead latents' own samples are not emitted
 
     def stitch(self, states: Sequence[StreamState], wave: torch.Tensor) -> list[torch.Tensor]:
         """Crossfade each decode's seam with the held tail; emit ``hop_samples`` each and hold the new tail."""
@@ -241,7 +244,8 @@ def generate_offline(
     state = generator.new_stream(start_time=float(frame_times[0]), seed=seed)
     n = round(duration_s * g.model_sample_rate)
     chunks = []
-    hops = math.ceil(n / g.hop_samples)
+    # Enough hops that the emitted audio, delayed by the crossfade and the look-ahead, covers the clip.
+    hops = math.ceil((n + g.lookahead_latents * g.samples_per_latent) / g.hop_samples)
     for k in range(hops):
         audio, times = generator.step([state], [(frame_times, features)])
         chunks.append(audio[0])

@@ -22,7 +22,7 @@ import torch
 
 CrossfadeLaw = Literal["equal_power", "equal_gain", "adaptive"]
 
-__all__ = ["CrossfadeLaw", "StreamGeometry", "window_span", "known_mask", "gather_known", "hops_due"]
+__all__ = ["CrossfadeLaw", "StreamGeometry", "lookahead_latents_for", "window_span", "known_mask", "gather_known", "hops_due"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +33,10 @@ class StreamGeometry:
     to whole output frames). context_latents: left context decoded before each hop, sized from the VAE
     decoder's and vocoder's left receptive fields (see :func:`context_latents_for`). frame_rate: nominal video
     rate, used only to size the conditioning slots of a window. crossfade_law: see ``crossfade.py``.
+    lookahead_latents: latents generated after the newest one a hop's audio ends on, so the VAE decoder and
+    vocoder read real right context at the hop's end instead of zeros (their receptive fields reach 5 latents
+    ahead: :func:`lookahead_latents_for`). Each costs a latent (23.2 ms) of latency; 0 is the streaming
+    default, the whole right context offline generation's (MODEL_CARD.md, "What was tried").
     """
 
     window_s: float = 1.6
@@ -45,6 +49,7 @@ class StreamGeometry:
     frame_rate: float = 30.0
     context_latents: int = 4
     crossfade_law: CrossfadeLaw = "adaptive"
+    lookahead_latents: int = 0
 
     def __post_init__(self) -> None:
         spl = self.model_sample_rate / self.latent_rate
@@ -57,6 +62,8 @@ class StreamGeometry:
         if self.crossfade_samples > self.context_latents * self.samples_per_latent:
             # The seam's new side is decoded from real left context, so the context must cover the overlap.
             raise ValueError("context_latents must cover the crossfade")
+        if self.lookahead_latents < 0:
+            raise ValueError(f"lookahead_latents must be >= 0, got {self.lookahead_latents}")
 
     # --- latents -------------------------------------------------------------------------------------------
     @property
@@ -78,8 +85,9 @@ class StreamGeometry:
 
     @property
     def history_latents(self) -> int:
-        """Emitted latents a stream must keep: the window overlap and the decoder's left context."""
-        return max(self.overlap_latents, self.context_latents)
+        """Emitted latents a stream must keep: the window overlap, and what one decode reads (the left context,
+        the hop and the look-ahead)."""
+        return max(self.overlap_latents, self.context_latents + self.hop_latents + self.lookahead_latents)
 
     # --- seconds -------------------------------------------------------------------------------------------
     @property
@@ -121,6 +129,11 @@ class StreamGeometry:
 def context_latents_for(decoder_left_latents: int, vocoder_left_mels: int, mels_per_latent: int = 2) -> int:
     """Left context (latents) covering a decoder's receptive field then a vocoder's (in mel frames)."""
     return decoder_left_latents + math.ceil(vocoder_left_mels / mels_per_latent)
+
+
+def lookahead_latents_for(decoder_right_latents: int, vocoder_right_mels: int, mels_per_latent: int = 2) -> int:
+    """Right context (latents) covering a decoder's receptive field then a vocoder's (in mel frames)."""
+    return decoder_right_latents + math.ceil(vocoder_right_mels / mels_per_latent)
 
 
 def window_span(hop_index: int, geom: StreamGeometry) -> tuple[int, int]:

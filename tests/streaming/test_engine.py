@@ -103,6 +103,27 @@ def test_audio_starts_at_the_reported_latency_after_the_first_frame() -> None:
     assert abs(b.held - (g.crossfade_samples + 10) / g.model_sample_rate) < 10 / g.model_sample_rate
 
 
+def test_a_look_ahead_adds_its_latents_to_the_latency_and_the_audio_still_starts_on_it() -> None:
+    spy = BatchSpy(tiny_vector_field(raw_dim=D))
+    clock = ManualClock(0.0, auto_advance=True)
+    g = StreamGeometry(lookahead_latents=2)
+    engine = Engine(generator=make_generator(spy, geometry=g), features=_features, clock=clock,
+                    config=EngineConfig(feature_dim=D, compute_budget_s=0.1))
+    plain, _ = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)))
+    session = engine.open_session()
+    try:
+        out = asyncio.run(_drive(engine, clock, [session], 1.0))
+    finally:
+        engine.close()
+        plain.close()
+    assert engine.latency_s - plain.latency_s == pytest.approx(2 / g.latent_rate, abs=1e-6)  # 2 x 23.2 ms held
+    audio = np.concatenate([f.samples for f in out[session.id]])
+    onset = np.flatnonzero(audio)[0] / 48000
+    # As without a look-ahead (the test above): the capture plays at the latency, the fade-in a crossfade before.
+    expected = engine.latency_s - g.crossfade_s
+    assert expected <= onset < expected + 0.005
+
+
 def test_a_revised_first_capture_moves_the_first_frame_anchor_not_the_audio() -> None:
     """The ingest reports that the first frame arrived late (webrtc.CaptureTimeMapper.revision_s): the anchor
     used to measure glass-to-ear follows the corrected timeline; nothing already scheduled moves."""

@@ -116,3 +116,30 @@ def test_n_step_sampler_and_one_step_agree_on_a_straight_flow() -> None:
     )
     assert torch.allclose(one, four, atol=1e-5)
     assert one.shape == (SR,)
+
+
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_with_the_decoders_right_context_generated_ahead_streamed_audio_equals_one_shot_decode(lookahead: int) -> None:
+    # The stand-in decoder and vocoder read about a mel frame past each sample; two latents ahead cover both.
+    g = StreamGeometry(lookahead_latents=lookahead)
+    gen = make_generator(tiny_vector_field(raw_dim=C), geometry=g)
+    times = torch.arange(90, dtype=torch.float64) / FPS
+    feats = torch.randn(90, C, generator=torch.Generator().manual_seed(3))
+    audio, ref = _offline_with_latents(gen, times, feats, 12 * g.hop_duration_s)
+    assert len(audio) == round(12 * g.hop_duration_s * SR)  # the look-ahead's extra hops make up the delay
+    peak = np.abs(ref).max()
+    after_fade_in = slice(g.crossfade_samples, len(audio))
+    diff = np.abs(audio[after_fade_in] - ref[after_fade_in]).max()
+    if lookahead:
+        assert diff < 1e-4 * peak  # every hop decoded from real context both sides: no seam left at all
+    else:
+        assert diff > 1e-3 * peak  # negative control: each hop's end read zeros past the newest latent
+
+
+def test_the_look_ahead_delays_the_stream_by_its_latents_and_the_history_keeps_what_a_decode_reads() -> None:
+    g0, g3 = StreamGeometry(hop_s=0.1), StreamGeometry(hop_s=0.1, lookahead_latents=3)
+    gen0, gen3 = (make_generator(tiny_vector_field(raw_dim=C), geometry=g) for g in (g0, g3))
+    assert gen3.stream_delay_samples - gen0.stream_delay_samples == 3 * g3.samples_per_latent
+    assert g3.history_latents >= g3.context_latents + g3.hop_latents + 3
+    with pytest.raises(ValueError, match="lookahead_latents"):
+        StreamGeometry(lookahead_latents=-1)
