@@ -57,6 +57,8 @@ def generation_options(args: argparse.Namespace):  # noqa: ANN201 - GenerationOp
     either vocoder, and with their whole right context (``lookahead`` None) unless told otherwise."""
     from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
 
+    if args.lookahead is not None and args.lookahead < 0:
+        raise ValueError("--lookahead must be >= 0 latents (leave it out for the whole right context)")
     return GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                              sampler=args.sampler, cfg=args.cfg, backend=args.backend, precision=args.precision,
                              event_gate=args.event_gate, vocoder=args.vocoder, decoder="offline",
