@@ -37,8 +37,8 @@ from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["MultiScaleMelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss",
-           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio", "aligned_frames",
-           "generated_mels"]
+           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio",
+           "aligned_frames", "generated_mels"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -244,15 +244,17 @@ def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, durat
     """Each clip's mel as the engine hands it to the vocoder: the ``weights`` folder's distilled one-step field
     streamed over the rendered clip (the evaluation's geometry and seed: one stream per clip, ``pipeline``'s
     hop), its emitted latents through the streaming VAE decoder. (80, frames[i]) each, on the true mel's frame
-    grid (cut, or padded with the mel floor); generated once per clip, no vocoder run. ``teacher_forced``: every
-    hop the field generated is replaced in its history by the clip's true latents (the VAE's posterior mean of
-    the true mel) before the next hop, so each hop is the field's prediction after the TRUE past, the
-    ground-truth-aligned predictions Tacotron 2 fine-tunes its vocoder on; otherwise the field continues its own
-    audio, as at run time.
+    grid (cut, or padded with the mel floor); the hops are sampled and committed as the generator's ``step``
+    does, without its per-hop decode and vocoder. ``teacher_forced``: every hop the field generated is replaced
+    in its history by the clip's true latents (the VAE's posterior mean of the true mel) before the next hop, so
+    each hop is the field's prediction after the TRUE past, the ground-truth-aligned predictions Tacotron 2
+    fine-tunes its vocoder on; otherwise the field continues its own audio, as at run time.
 
     Why: the student otherwise only ever sees true or VAE-reconstructed mels, not the field's; fine-tuning a
     vocoder on the acoustic model's own predictions against the true audio is what Tacotron 2 (Shen et al.
     2018, section 3.2) and HiFi-GAN (Kong et al. 2020, section 4.4) do."""
+    import math  # noqa: PLC0415
+
     import numpy as np  # noqa: PLC0415
 
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
@@ -261,32 +263,27 @@ def generated_mels(weights: Path | None, seeds: Sequence[int], world: str, durat
     pipe = FoleyPipeline.from_dir(weights, GenerationOptions(variant="distill", vocoder="student",
                                                              decoder="streaming"))
     generator = pipe.generator()
-    latents: list[torch.Tensor] = []
-    commit = generator.commit
-
-    true_latents: list[torch.Tensor] = []  # [(C, L)] of the clip being generated, when teacher-forced
-
-    def recording_commit(state, hop: torch.Tensor) -> None:  # noqa: ANN001
-        latents.append(hop.detach().clone())  # (C, hop latents) in timeline order
-        if true_latents:
-            at = state.emitted_latents
-            true = true_latents[0][:, at : at + hop.shape[1]]
-            hop = torch.cat([true, hop[:, true.shape[1]:]], dim=1)  # past the true ones' end: the field's
-        commit(state, hop)
-
-    generator.commit = recording_commit
-    pipe.generator = lambda: generator  # generate() builds its generator here: hand it the recording one
+    g = generator.geometry
     out = []
     for seed, n in zip(tqdm(seeds, desc="generated mels", unit="clip"), frames, strict=True):
         clip = render_clip(seed, duration=duration, config=world)
-        latents.clear()
-        true_latents.clear()
+        times = torch.as_tensor(np.arange(len(clip.frames)) / clip.fps, dtype=torch.float64)
+        features = pipe.frame_features(clip.frames)
+        true = None
         if teacher_forced:
             mel = LogMel()(torch.from_numpy(clip.audio).float())[None]
             mel = mel[..., : mel.shape[-1] // 2 * 2]  # whole latents (2x temporal downsampling)
-            true_latents.append(pipe.vae.to_flow(pipe.vae.encode(mel).mean)[0])
-        pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration, seed=clip.seed)
-        z = torch.cat(latents, dim=-1)[None]  # (1, C, L)
+            true = pipe.vae.to_flow(pipe.vae.encode(mel).mean)[0]  # (C, L)
+        state = generator.new_stream(start_time=float(times[0]), seed=clip.seed)
+        hops = []
+        for _ in range(math.ceil(math.ceil(n / 2) / g.hop_latents)):
+            hop = generator.sample([generator.window_inputs(state, times, features)])[0]  # (C, hop latents)
+            hops.append(hop)
+            if true is not None:  # the true latents replace it in the history; past their end, the field's
+                known = true[:, state.emitted_latents : state.emitted_latents + hop.shape[1]]
+                hop = torch.cat([known, hop[:, known.shape[1]:]], dim=1)
+            generator.commit(state, hop)
+        z = torch.cat(hops, dim=-1)[None]  # (1, C, L) in timeline order
         mel = pipe.vae.decode(pipe.vae.from_flow(z))[0, :, :n]
         if mel.shape[1] < n:
             mel = torch.nn.functional.pad(mel, (0, n - mel.shape[1]), value=float(np.log(1e-5)))
