@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.audio import LogMel
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, true_references
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
@@ -66,8 +66,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tools = eval_tools()
     clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
-    truth = [_metrics(c.audio, c, tools) for c in clips]
-    true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
+    _, true_emb, true_post = true_references(clips, tools)
     base = FoleyPipeline.from_dir(args.weights, GenerationOptions(vocoder="student", decoder="streaming"))
     rows = {"whole-clip decode": [_metrics(reconstruct(c.audio, base.vocoder, base.vae), c, tools)
                                   for c in tqdm(clips, desc="whole")]}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, true_references
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.vision.events import feature_posteriors
 from frieren_rt.windowing.gate import EventGate, GateConfig, class_hold_times
@@ -47,8 +47,7 @@ def main() -> None:
 
     tools = eval_tools()
     clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc="clips")]
-    truth = [_metrics(c.audio, c, tools) for c in clips]
-    true_emb, true_post = np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
+    _, true_emb, true_post = true_references(clips, tools)
     pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant, steps=1, event_gate=False))
     classes = tuple(pipe.features.detector.cfg.classes)
     threshold = pipe.gate.threshold if args.threshold is None else args.threshold

@@ -101,6 +101,13 @@ def _metrics(audio: np.ndarray, clip, tools) -> dict:
             "post": clip_posterior(tools["classifier"], audio, clip.events)}
 
 
+def true_references(clips: Sequence, tools: dict) -> tuple[list[dict], np.ndarray, torch.Tensor]:
+    """The true audio's per-clip metrics, and the two things every row is compared with: its aiSFX embeddings
+    (C, E) for FD and its class posteriors (C, K) for KL."""
+    truth = [_metrics(c.audio, c, tools) for c in clips]
+    return truth, np.stack([t["emb"] for t in truth]), torch.stack([t["post"] for t in truth])
+
+
 def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tensor) -> dict:
     from frieren_rt.eval.distances import frechet_distance, paired_kl  # noqa: PLC0415
     from frieren_rt.eval.onsets import pool_sync  # noqa: PLC0415
@@ -161,9 +168,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
     test = [render_clip(s) for s in tqdm(list(SPLITS[split])[:clips], desc=f"{split} clips")]
-    truth = [_metrics(c.audio, c, tools) for c in test]
-    true_emb = np.stack([t["emb"] for t in truth])
-    true_post = torch.stack([t["post"] for t in truth])
+    truth, true_emb, true_post = true_references(test, tools)
     results, pipes = {}, {}
     for row in rows:
         if row.variant is None:
