@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from frieren_rt.streaming import Engine, EngineConfig, EngineSession, ManualClock, VideoFrame
@@ -26,11 +27,12 @@ def _frame(i: int) -> np.ndarray:
     return np.full((4, 4, 3), np.sin(i / 7.0), dtype=np.float32) + np.arange(3, dtype=np.float32)
 
 
-def _make_engine(spy: BatchSpy, **cfg: object) -> tuple[Engine, ManualClock]:
+def _make_engine(spy: BatchSpy, *, lookahead: int = 0, **cfg: object) -> tuple[Engine, ManualClock]:
     clock = ManualClock(0.0, auto_advance=True)
     cfg = {"compute_budget_s": 0.1} | cfg  # a fixed budget: these tests count batches and frames exactly
     engine = Engine(
-        generator=make_generator(spy), features=_features, clock=clock, config=EngineConfig(feature_dim=D, **cfg)
+        generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead)), features=_features,
+        clock=clock, config=EngineConfig(feature_dim=D, **cfg)
     )
     return engine, clock
 
@@ -85,8 +87,9 @@ def test_sessions_due_together_share_one_batched_forward_and_play_continuously()
     assert not np.allclose(out["s0"][-1].samples, out["s1"][-1].samples)  # own noise per session
 
 
-def test_audio_starts_at_the_reported_latency_after_the_first_frame() -> None:
-    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)))
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: int) -> None:
+    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)), lookahead=lookahead)
     session = engine.open_session()
     try:
         out = asyncio.run(_drive(engine, clock, [session], 1.0))
@@ -97,31 +100,11 @@ def test_audio_starts_at_the_reported_latency_after_the_first_frame() -> None:
     audio = np.concatenate([f.samples for f in out[session.id]])
     onset = np.flatnonzero(audio)[0] / 48000  # the pacer started at clock 0
     assert expected <= onset < expected + 0.005  # not before the anchor; the stand-in decode starts near zero
-    b = engine.latency_budget  # hop + held crossfade + frame grace and one poll + one 20 ms frame + budget
+    b = engine.latency_budget  # hop + held crossfade and look-ahead + frame grace and one poll + 20 ms + budget
     assert engine.latency_s == b.total
     assert b.video_wait == 0.01 and b.output_frame == 0.02 and b.compute == 0.1
-    assert abs(b.held - (g.crossfade_samples + 10) / g.model_sample_rate) < 10 / g.model_sample_rate
-
-
-def test_a_look_ahead_adds_its_latents_to_the_latency_and_the_audio_still_starts_on_it() -> None:
-    spy = BatchSpy(tiny_vector_field(raw_dim=D))
-    clock = ManualClock(0.0, auto_advance=True)
-    g = StreamGeometry(lookahead_latents=2)
-    engine = Engine(generator=make_generator(spy, geometry=g), features=_features, clock=clock,
-                    config=EngineConfig(feature_dim=D, compute_budget_s=0.1))
-    plain, _ = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)))
-    session = engine.open_session()
-    try:
-        out = asyncio.run(_drive(engine, clock, [session], 1.0))
-    finally:
-        engine.close()
-        plain.close()
-    assert engine.latency_s - plain.latency_s == pytest.approx(2 / g.latent_rate, abs=1e-6)  # 2 x 23.2 ms held
-    audio = np.concatenate([f.samples for f in out[session.id]])
-    onset = np.flatnonzero(audio)[0] / 48000
-    # As without a look-ahead (the test above): the capture plays at the latency, the fade-in a crossfade before.
-    expected = engine.latency_s - g.crossfade_s
-    assert expected <= onset < expected + 0.005
+    held = g.crossfade_samples + lookahead * g.samples_per_latent + 10  # each latent ahead: 23.2 ms more
+    assert abs(b.held - held / g.model_sample_rate) < 10 / g.model_sample_rate
 
 
 def test_a_revised_first_capture_moves_the_first_frame_anchor_not_the_audio() -> None:
@@ -170,7 +153,6 @@ def test_a_session_too_far_behind_skips_ahead_instead_of_lagging_for_ever() -> N
 
 
 # --- latency by part, frame grace, calibrated budget, per-hop events (issue 4) --------------------------------
-import pytest  # noqa: E402
 
 from frieren_rt.streaming.engine import (  # noqa: E402
     HopEvent,
