@@ -21,7 +21,7 @@ from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync
 SEEDS = (200000, 200001, 200002, 200003, 200004)  # the first five test-split clips: no selection
 CLIP_S = 10.0  # whole clips: 44 events over the five (6 s cuts held 13, too few for a steady ratio)
 # Measured with the shipped weights (runs/long28, distill, generate's defaults: offline decoder, student vocoder,
-# seed 0) on these five whole clips: pooled F1 0.868 (precision 0.943, recall 0.805, 41 scored onsets), 0.026-0.079
+# the whole right context, seed 0) on these five whole clips: pooled F1 0.868 (the same with --lookahead 0) (precision 0.943, recall 0.805, 41 scored onsets), 0.026-0.079
 # (mean 0.053) against the other clips' events. With generate's default before (HiFi-GAN universal after the
 # offline decoder): 0.775 (precision 0.795, recall 0.756), mean 0.050 against the other clips. The weights before (runs/long24): 0.829 in two runs,
 # mean 0.079 against the other clips. Before, on the first three clips cut to 6 s
@@ -88,9 +88,10 @@ def test_generated_onsets_land_on_the_events_of_their_own_clip(generated):
 
 def test_the_learned_onset_detector_agrees(generated):
     """The same check by the learned detector (frieren_rt/eval/onset_net.py; 0.93 on true test audio, where the
-    flux detector finds 0.75). Measured (shipped weights, generate's defaults, these five clips): 0.800 (precision
-    0.882, recall 0.732) against a mean of 0.067 for the other clips' events; the flux detector in the same run
-    0.868 / 0.053 (with HiFi-GAN universal, generate's default before: 0.822 / 0.062 and 0.775 / 0.056)."""
+    flux detector finds 0.75). Measured (shipped weights, generate's defaults with the whole right context, these
+    five clips): 0.853 (precision 0.941, recall 0.780) against a mean of 0.067 for the other clips' events; the flux
+    detector in the same run 0.868 / 0.053. With --lookahead 0, the default before: 0.789-0.800 / 0.066-0.067 (with
+    HiFi-GAN universal, the default before that: 0.822 / 0.062 and 0.775 / 0.056)."""
     own, other = _own_and_other(generated, LearnedOnsetDetector.load())
     assert own["f1"] >= ONSET_F1_BAR, own
     assert own["f1"] >= MISMATCH_MARGIN * float(np.mean(other)), (own, other)
