@@ -34,7 +34,7 @@ def test_a_malformed_row_spec_says_the_format(spec):
         parse_row(spec)
 
 
-def test_eval_hands_its_hop_to_the_generated_rows_and_refuses_a_non_positive_one(monkeypatch, capsys):  # noqa: ANN001
+def test_eval_hands_its_hop_and_lookahead_to_the_generated_rows_and_refuses_bad_values(monkeypatch, capsys):  # noqa: ANN001
     from frieren_rt.cli import main
     from frieren_rt.eval import runner
 
@@ -52,3 +52,10 @@ def test_eval_hands_its_hop_to_the_generated_rows_and_refuses_a_non_positive_one
     assert seen["hop_s"] is None  # offline generation's default
     assert main(["eval", "--clips", "2", "--hop", "0", "-o", "/dev/null"]) != 0
     assert "--hop must be > 0" in capsys.readouterr().err
+    assert seen["lookahead"] == 0  # as the streaming engine decodes, by default
+    assert main(["eval", "--clips", "2", "--lookahead", "full", "--row", "distill:1", "-o", "/dev/null"]) == 0
+    assert seen["lookahead"] is None  # the decoder's and vocoder's whole right context, as generate
+    assert main(["eval", "--clips", "2", "--lookahead", "2", "--row", "distill:1", "-o", "/dev/null"]) == 0
+    assert seen["lookahead"] == 2
+    assert main(["eval", "--clips", "2", "--lookahead", "-1", "-o", "/dev/null"]) != 0
+    assert "--lookahead must be a whole number of latents or 'full'" in capsys.readouterr().err
