@@ -12,6 +12,7 @@ match a full decode. With per-frame norms the decoder's receptive field is finit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "VAEConfig",
     "VAEDecoder",
     "VAEEncoder",
+    "edge_l1",
     "latent_scale_from",
     "preset",
     "mel_flux_l1",
@@ -330,6 +332,24 @@ def vae_loss(
     flux = mel_flux_l1(mel_hat, mel)
     weight = model.cfg.kl_weight if kl_weight is None else kl_weight
     return {"loss": recon + weight * kl + flux_weight * flux, "recon": recon, "kl": kl, "flux": flux}
+
+
+def edge_l1(decoder: VAEDecoder, z: torch.Tensor, mel: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:
+    """Mean |mel_hat - mel| over the mel frames of the last ``right`` latents before each end, decoded from the
+    latents before that end alone (the decoder's left context of them, nothing to their right).
+
+    This is how the streaming engine decodes the newest latents of each hop at look-ahead 0
+    (frieren_rt.windowing.generator.WindowedGenerator.decode): the decoder reads ``right`` latents ahead
+    (:meth:`VAEDecoder.context_latents`) and finds zero padding there, where whole-clip training only ever showed
+    it the next latents. z: (B, C, L) unscaled; mel: (B, M, 2 L); ends: latent indices in [left + right, L].
+    """
+    left, right = decoder.context_latents()
+    n, length = left + right, z.shape[-1]
+    if not ends or any(not n <= e <= length for e in ends):
+        raise ValueError(f"ends {list(ends)} must lie in [{n}, {length}] (the decoder's context is {left} + {right})")
+    chunks = torch.cat([z[..., e - n : e] for e in ends])  # (K B, C, left + right)
+    target = torch.cat([mel[..., 2 * (e - right) : 2 * e] for e in ends])  # (K B, M, 2 right)
+    return (decoder(chunks)[..., 2 * left :] - target).abs().mean()
 
 
 def mel_flux_l1(mel_hat: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:

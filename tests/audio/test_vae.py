@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from frieren_rt.audio.chunked import decode_chunked
-from frieren_rt.audio.vae import MelVAE, mel_flux_l1, preset, vae_loss
+from frieren_rt.audio.vae import MelVAE, edge_l1, mel_flux_l1, preset, vae_loss
 
 
 def _vae(name: str = "small", **overrides) -> MelVAE:
@@ -138,3 +138,20 @@ def test_vae_loss_adds_the_flux_term_at_its_weight():
                              flux_weight=2.0)
     assert float(plain["loss"]) == pytest.approx(float(plain["recon"]))
     assert float(with_flux["loss"]) == pytest.approx(float(with_flux["recon"] + 2.0 * with_flux["flux"]))
+
+
+def test_edge_loss_scores_the_newest_latents_as_a_prefix_decode_ends_them_not_as_the_whole_decode():
+    model = _vae().eval()
+    left, right = model.decoder.context_latents()
+    z, mel = torch.randn(2, 8, 30), torch.randn(2, 80, 60)
+    with torch.no_grad():
+        edge = float(edge_l1(model.decoder, z, mel, [20]))
+        prefix = model.decode(z[..., :20])[..., 2 * (20 - right) : 40]  # the stream so far, nothing after it
+        whole = model.decode(z)[..., 2 * (20 - right) : 40]
+        target = mel[..., 2 * (20 - right) : 40]
+    assert edge == pytest.approx(float((prefix - target).abs().mean()), abs=1e-5)
+    assert abs(edge - float((whole - target).abs().mean())) > 1e-3  # the look-ahead's latents change them
+    assert 2 * right == prefix.shape[-1] and left + right == 10
+    for bad in ([], [9], [31]):
+        with pytest.raises(ValueError, match="must lie in"):
+            edge_l1(model.decoder, z, mel, bad)

@@ -1,6 +1,7 @@
 """Stage configuration of the training recipe (frieren_rt.train.stages)."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -229,10 +230,30 @@ def test_the_decoder_stage_can_fine_tune_the_runs_own_decoder_with_the_mel_flux_
     assert result["done"] and start.cfg == source.cfg
     for a, b in zip(source.decoder.state_dict().values(), start.decoder.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    assert {"val_edge_l1", "streaming_val_edge_l1"} <= result.keys()  # chunk ends decoded as the engine does
     with pytest.raises(ValueError, match="decoder sizes"):
         stage_decoder(tmp_path, load_stage_config("decoder", decoder_init="run", vae_decoder_widths=(32, 64)))
     with pytest.raises(ValueError, match="'fresh' or 'run'"):
         stage_decoder(tmp_path, load_stage_config("decoder", decoder_init="teacher"))
+
+
+def test_the_decoder_stage_trains_the_edge_loss_at_its_weight_and_refuses_segments_too_short(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.train.stages import save_vae, stage_decoder
+
+    _fake_cache(tmp_path / "cache_train", range(3))
+    _fake_cache(tmp_path / "cache_val", range(3, 4))
+    torch.manual_seed(0)
+    save_vae(MelVAE(preset("small")), tmp_path / "vae.safetensors")
+    cfg = load_stage_config("decoder", steps=2, batch_size=2, decoder_init="run", vae_decoder_edge_weight=1.0,
+                            vae_segment_frames=32)
+    assert stage_decoder(tmp_path, cfg)["done"]
+    logged = (tmp_path / "decoder" / "losses.jsonl").read_text()
+    assert '"edge"' in logged  # the term is trained and logged beside the reconstruction
+    with pytest.raises(ValueError, match="fewer than the 10"):  # 5 + 5 latents of context; 16 frames hold 8
+        stage_decoder(tmp_path, replace(cfg, vae_segment_frames=16))
 
 
 def test_the_vae_stage_trains_the_latent_width_and_decoder_its_config_names(tmp_path) -> None:  # noqa: ANN001
