@@ -311,16 +311,17 @@ def stage_vae(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -
 def evaluate_vae(vae: MelVAE, cache: FeatureCache) -> dict[str, float]:
     """Reconstruction of whole validation clips through the posterior mean: mel L1 and mel SNR (dB), and the
     mel L1 of the frames a chunk's end decodes with nothing to their right (:func:`edge_l1`, every 7th latent
-    as an end: the streaming engine's decode at look-ahead 0)."""
+    as an end: the streaming engine's decode at look-ahead 0; none for a decoder whose norms span the whole
+    chunk, which has no finite context)."""
     l1, snr, edge = [], [], []
-    span = sum(vae.decoder.context_latents())
+    span = None if vae.cfg.norm_over_time else sum(vae.decoder.context_latents())
     for rec in cache:
         mel = rec.mel[None, :, : rec.mel.shape[1] // 2 * 2]
         z = vae.encode(mel).mean
         hat = vae.decode(z)
         l1.append(float((hat - mel).abs().mean()))
         snr.append(float(10 * torch.log10(mel.var() / (hat - mel).pow(2).mean())))
-        if z.shape[-1] >= span:
+        if span is not None and z.shape[-1] >= span:
             edge.append(float(edge_l1(vae.decoder, z, mel, list(range(span, z.shape[-1] + 1, 7)))))
     return {"val_mel_l1": sum(l1) / len(l1), "val_mel_snr_db": sum(snr) / len(snr),
             **({"val_edge_l1": sum(edge) / len(edge)} if edge else {})}
@@ -359,7 +360,7 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     gen = torch.Generator().manual_seed(cfg.seed + 7)
     state = TrainState(step=0, modules={"decoder": vae.decoder}, optimizers={"opt": opt}, generator=gen)
 
-    edge_span = sum(vae.decoder.context_latents())
+    edge_span = sum(vae.decoder.context_latents()) if cfg.vae_decoder_edge_weight else 0
     latents = cfg.vae_segment_frames // vae.cfg.downsample
     if cfg.vae_decoder_edge_weight and latents < edge_span:
         raise ValueError(f"vae_segment_frames {cfg.vae_segment_frames} holds {latents} latents, fewer than the "

@@ -526,3 +526,17 @@ def test_a_cuda_device_without_cuda_is_refused_with_what_to_do(tmp_path, monkeyp
     for bad in ("gpu", "mps"):  # not a device name; a device the stages do not run on
         with pytest.raises(ValueError, match="'cpu' or 'cuda"):
             stage_flow(tmp_path, load_stage_config("flow", **TINY_CHAIN, device=bad))
+
+
+def test_evaluate_vae_reports_the_edge_l1_only_for_a_decoder_with_finite_context(tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.data import FeatureCache
+    from frieren_rt.train.stages import evaluate_vae
+
+    _fake_cache(tmp_path / "cache", range(2))
+    torch.manual_seed(0)
+    assert "val_edge_l1" in evaluate_vae(MelVAE(preset("small")).eval(), FeatureCache(tmp_path / "cache"))
+    over_time = MelVAE(preset("small", norm_over_time=True)).eval()  # no finite context: no chunk ends to score
+    assert "val_edge_l1" not in evaluate_vae(over_time, FeatureCache(tmp_path / "cache"))
