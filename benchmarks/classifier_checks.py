@@ -29,10 +29,9 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.eval.classify import AisfxFeatures, LogMelStats, class_accuracy, fit_event_classifier
-from frieren_rt.eval.runner import reconstruct
+from frieren_rt.eval.runner import reconstruct, split_clips
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
-from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
 
 
@@ -69,7 +68,7 @@ def main() -> None:
     judges = {"full": LogMelStats(), "0-8kHz": LogMelStats(f_max=8000.0), "floor-60": Floored(floor_db=-60.0),
               "aisfx": AisfxFeatures()}
     classifiers = {k: fit_event_classifier(train, f) for k, f in tqdm(judges.items(), desc="fit")}
-    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
+    clips = split_clips(args.split, args.clips)
     pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant="distill", steps=1, vocoder="student",
                                                                    decoder="streaming"))
     audios: dict[str, list[np.ndarray]] = {"true": [c.audio for c in clips],

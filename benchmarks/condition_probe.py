@@ -36,8 +36,8 @@ def probe_features(features: torch.Tensor, events, mode: str, classes: tuple[str
 
 def main() -> None:
     from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync  # noqa: PLC0415
+    from frieren_rt.eval.runner import split_clips  # noqa: PLC0415
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
-    from frieren_rt.world import render_clip  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
     from frieren_rt.world.events import EVENT_CLASSES  # noqa: PLC0415
 
@@ -58,7 +58,7 @@ def main() -> None:
     pipe = FoleyPipeline.from_dir(args.run, options)
     if not pipe.model.cfg.event_dim:
         p.error(f"{args.run}: this model reads no event-detector features")
-    clips = [render_clip(s) for s in list(SPLITS[args.split])[: args.clips]]
+    clips = split_clips(args.split, args.clips, progress=False)
     computed = [pipe.frame_features(c.frames) for c in clips]
     for mode in modes:
         syncs = []

@@ -22,9 +22,8 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.audio import LogMel
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, true_references
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, split_clips, true_references
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
-from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
 
 
@@ -65,7 +64,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     tools = eval_tools()
-    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
+    clips = split_clips(args.split, args.clips)
     _, true_emb, true_post = true_references(clips, tools)
     base = FoleyPipeline.from_dir(args.weights, GenerationOptions(vocoder="student", decoder="streaming"))
     rows = {"whole-clip decode": [_metrics(reconstruct(c.audio, base.vocoder, base.vae), c, tools)

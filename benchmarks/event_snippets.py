@@ -28,10 +28,9 @@ from tqdm import tqdm
 
 from frieren_rt.eval.classify import LogMelStats, event_snippets, fit_event_classifier
 from frieren_rt.eval.onset_net import LearnedOnsetDetector
-from frieren_rt.eval.runner import parse_row, reconstruct
+from frieren_rt.eval.runner import parse_row, reconstruct, split_clips
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
-from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
 from frieren_rt.world.events import EVENT_CLASSES
 
@@ -88,8 +87,7 @@ def main() -> None:
     row = parse_row(args.row)
     classifier = fit_event_classifier([true_audio(s) for s in tqdm(list(SPLITS["train"])[:200],
                                                                     desc="classifier data")])
-    clips = [c for c in (render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips],
-                                                       desc=f"{args.split} clips")) if c.events]
+    clips = [c for c in split_clips(args.split, args.clips) if c.events]
     options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
                                 decoder=row.decoder or "auto", event_gate=not args.no_gate)
     pipe = FoleyPipeline.from_dir(args.weights, options)

@@ -14,12 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, true_references
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, split_clips, true_references
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.vision.events import feature_posteriors
 from frieren_rt.windowing.gate import EventGate, GateConfig, class_hold_times
-from frieren_rt.world import render_clip
-from frieren_rt.world.config import SPLITS
 from run_args import add_run_args  # benchmarks/run_args.py, beside this script
 from frieren_rt.world.sound_pool import load_pool, sound_durations
 
@@ -46,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     tools = eval_tools()
-    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc="clips")]
+    clips = split_clips(args.split, args.clips)
     _, true_emb, true_post = true_references(clips, tools)
     pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(variant=args.variant, steps=1, event_gate=False))
     classes = tuple(pipe.features.detector.cfg.classes)

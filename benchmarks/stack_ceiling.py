@@ -27,10 +27,9 @@ from tqdm import tqdm
 from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.aisfx import htk_mel_filterbank
 from frieren_rt.eval.classify import event_snippets
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, true_references
+from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, split_clips, true_references
 from frieren_rt.train.stages import load_vae
 from frieren_rt.train.vocoder import load_vocoder
-from frieren_rt.world import render_clip
 from frieren_rt.world.config import SPLITS
 
 
@@ -74,7 +73,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     tools = eval_tools()
-    clips = [render_clip(s) for s in tqdm(list(SPLITS[args.split])[: args.clips], desc=f"{args.split} clips")]
+    clips = split_clips(args.split, args.clips)
     truth, true_emb, true_post = true_references(clips, tools)
     vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
     vocoders = {v: HifiganGenerator.from_package() if v == "hifigan" else load_vocoder(Path(v))

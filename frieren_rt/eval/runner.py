@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-__all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table"]
+__all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table", "split_clips"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,17 @@ def parse_row(spec: str) -> EvalRow:
     return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None, decoder=decoder or None)
 
 
+def split_clips(split: str, clips: int, *, progress: bool = True) -> list:
+    """The first ``clips`` world clips of ``split`` (config.SPLITS), rendered, with a progress bar."""
+    from frieren_rt.world import render_clip  # noqa: PLC0415
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    seeds = list(SPLITS[split])[:clips]
+    return [render_clip(s) for s in tqdm(seeds, desc=f"{split} clips", disable=not progress)]
+
+
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
              train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test",
              hop_s: float | None = None, lookahead: int | None = 0) -> dict:
@@ -161,13 +172,12 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
     GenerationOptions' offline 0.2 s; the streaming engine runs 0.1); ``lookahead``: GenerationOptions.lookahead
     (0 as the streaming engine; None as ``frieren-rt generate``)."""
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
-    from frieren_rt.world import render_clip  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
-    tools = eval_tools(train_clips)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
-    test = [render_clip(s) for s in tqdm(list(SPLITS[split])[:clips], desc=f"{split} clips")]
+    tools = eval_tools(train_clips)
+    test = split_clips(split, clips)
     truth, true_emb, true_post = true_references(test, tools)
     results, pipes = {}, {}
     for row in rows:

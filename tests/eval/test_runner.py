@@ -59,3 +59,11 @@ def test_eval_hands_its_hop_and_lookahead_to_the_generated_rows_and_refuses_bad_
     assert seen["lookahead"] == 2
     assert main(["eval", "--clips", "2", "--lookahead", "-1", "-o", "/dev/null"]) != 0
     assert "--lookahead must be a whole number of latents or 'full'" in capsys.readouterr().err
+
+
+def test_split_clips_renders_the_first_clips_of_a_split_and_refuses_an_unknown_one() -> None:
+    from frieren_rt.eval.runner import split_clips
+
+    assert split_clips("test", 0) == []
+    with pytest.raises(ValueError, match="unknown split 'nope'"):
+        split_clips("nope", 1)
