@@ -23,6 +23,10 @@ def main() -> None:
     p.add_argument("--weights", type=Path, default=None, help="weights folder (default: shipped)")
     p.add_argument("--hop", type=float, default=0.1, help="hop seconds (default 0.1, as serve)")
     p.add_argument("--window", type=float, default=1.6, help="window seconds (default 1.6)")
+    p.add_argument("--backend", default="auto",
+                   help="how the networks run (frieren_rt.backends; default auto: script on CPU)")
+    p.add_argument("--budget-margin", type=float, default=None,
+                   help="compute budget / quiet start-up p95 (default: the backend's, streaming.builders)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see BENCHMARKS.md)")
     p.add_argument("--budget-sessions", type=int, default=1,
                    help="sessions each session's latency budget covers (serve --budget-sessions)")
@@ -36,7 +40,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = ProfileConfig(sessions=tuple(args.sessions), duration_s=args.seconds, transport=args.transport)
-    options = EngineOptions(window_s=args.window, hop_s=args.hop, budget_sessions=args.budget_sessions)
+    options = EngineOptions(window_s=args.window, hop_s=args.hop, budget_sessions=args.budget_sessions,
+                            backend=args.backend, budget_margin=args.budget_margin)
     report, _ = run_profile(cfg, engine=lambda: build_engine(args.weights, options))
     print(markdown_table(report))
     print("engine latency by part (ms):", json.dumps(report.get("engine", {}).get("latency_ms", {})))

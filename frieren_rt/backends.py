@@ -4,7 +4,14 @@
 ``v = module(x (B, C, T), t (B,), cond (B, S, D), **kwargs)`` into a callable with the same signature that
 runs it faster, optionally under autocast:
 
+- ``auto``: ``script`` on CPU at fp32, ``eager`` otherwise (the streaming engine's default, :func:`resolve_backend`).
 - ``eager``: the module itself (with ``precision="fp32"``).
+- ``script``: TorchScript trace + freeze (:class:`Scripted`), fp32. The point is the GIL, not speed alone: an eager
+  forward pass is a few hundred Python-level op calls, each of which gives the GIL up and must win it back, so
+  when the event loop's thread (WebRTC, Opus, RTP) holds it the inference thread waits at every op. Measured on
+  the 2-core AMD EPYC: a hop of 17 ms alone took 69 ms beside a Python thread busy two thirds of the time,
+  and the student vocoder 50 ms against 19 ms for its frozen graph, which runs in C++ without the GIL
+  (BENCHMARKS.md). The pipeline applies it to every network of the hop (features, field, VAE, vocoder).
 - ``compile``: ``torch.compile`` with static shapes; on CPU with inductor freezing (weights folded in as
   constants: measured about 1.2x against 1.0x without it, ../shared/reference/environment.md). A changed
   weight after the first call is not seen: build a new one.
@@ -21,6 +28,7 @@ rows never interact (attention and norms are per sample), so the real rows' outp
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -29,11 +37,11 @@ from torch import nn
 
 __all__ = [
     "BACKENDS", "PRECISIONS", "DEFAULT_BUCKETS", "TENSORRT_EXTRA", "Autocast", "BackendError", "Bucketed",
-    "apply_backend", "autocast_dtype", "bucket_for", "capture_cuda_graph", "check_backend", "import_tensorrt",
-    "input_key", "pad_batch", "pad_inputs",
+    "Scripted", "ScriptedVelocity", "apply_backend", "autocast_dtype", "bucket_for", "capture_cuda_graph",
+    "check_backend", "import_tensorrt", "input_key", "pad_batch", "pad_inputs", "resolve_backend",
 ]
 
-BACKENDS: tuple[str, ...] = ("eager", "compile", "cudagraph", "tensorrt")
+BACKENDS: tuple[str, ...] = ("auto", "eager", "script", "compile", "cudagraph", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 # Up to max_batch 8 sessions, doubled by classifier-free guidance inside the guided velocity.
 DEFAULT_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -109,12 +117,23 @@ def autocast_dtype(precision: str, device_type: str) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+def resolve_backend(backend: str, device: torch.device | str, precision: str = "fp32") -> str:
+    """``auto`` -> ``script`` on CPU at fp32 (no GIL stalls beside the event loop), ``eager`` otherwise (bf16
+    autocast; a GPU server picks cudagraph or tensorrt itself); any other name unchanged."""
+    if backend != "auto":
+        return backend
+    return "script" if torch.device(device).type == "cpu" and precision == "fp32" else "eager"
+
+
 def check_backend(backend: str, precision: str, device: torch.device | str) -> None:
     """Raise BackendError if ``backend`` at ``precision`` cannot run on ``device`` (call before loading)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
     device = torch.device(device)
+    backend = resolve_backend(backend, device, precision)
     autocast_dtype(precision, device.type)
+    if backend == "script" and precision != "fp32":
+        raise BackendError(f"backend 'script' runs fp32 only (got {precision!r}); use 'compile' for bf16")
     if backend == "tensorrt":
         import_tensorrt()  # first: a missing extra is the error to report, wherever it runs
     if backend in ("cudagraph", "tensorrt") and device.type != "cuda":
@@ -187,6 +206,73 @@ class Bucketed:
         with torch.no_grad():
             for size in self.buckets:
                 self.run(*example_inputs_fn(size))
+
+
+class Scripted:
+    """``module(*tensors)`` run as a frozen TorchScript graph: traced once per input structure (every shape
+    but the leading batch dimension, dtype, device), with the weights folded in as constants.
+
+    Tracing records ops, not Python: a branch on a shape is fixed for the structure it was traced at (hence the
+    key), and the batch dimension must not steer Python control flow (tests/test_backends.py checks each
+    shipped network against eager at other batch sizes). A changed weight after the first call is not seen.
+    ``graphs`` maps each key to its graph (inspectable: how many traces were made)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module.eval()
+        self.graphs: dict[Hashable, torch.jit.ScriptModule] = {}
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
+        key = tuple((tuple(a.shape[1:]), a.dtype, str(a.device)) for a in args)
+        graph = self.graphs.get(key)
+        if graph is None:
+            graph = self.graphs[key] = self._trace(args)
+        with torch.no_grad():
+            return graph(*args)
+
+    def _trace(self, args: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
+        # Outside inference mode: a graph traced on inference tensors could not run on normal ones later.
+        example = tuple(a.clone() if a.is_inference() else a for a in args)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # Shape branches warn "might not generalize": the key re-traces when a non-batch shape changes.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # torch.jit is deprecated for torch.compile / torch.export, but a compiled CPU graph is still
+            # driven op by op from Python, so it does not get the hop off the GIL; trace + freeze does.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.freeze(torch.jit.trace(self.module, example, check_trace=False))
+
+
+class _Positional(nn.Module):
+    """The velocity contract with its keyword tensors positional (tracing takes positional inputs only)."""
+
+    def __init__(self, module: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.module, self.names = module, names
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.module(x, t, cond, **dict(zip(self.names, rest, strict=True)))
+
+
+class ScriptedVelocity:
+    """The velocity contract through :class:`Scripted`: t becomes a (B,) tensor (a graph input, never a
+    constant); keyword tensors are passed positionally, one graph family per set of keyword names; None
+    keywords are dropped (the module's default)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module.eval()
+        self.by_names: dict[tuple[str, ...], Scripted] = {}
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor,
+                 **kwargs: torch.Tensor | None) -> torch.Tensor:
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        if not all(isinstance(v, torch.Tensor) for v in given.values()):
+            raise TypeError(f"backend 'script' takes tensor keywords only, got {sorted(given)}")
+        names = tuple(sorted(given))
+        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
+        t = t.to(x.dtype).expand(x.shape[0]) if t.dim() == 0 else t.to(x.dtype)  # (B,)
+        scripted = self.by_names.get(names)
+        if scripted is None:
+            scripted = self.by_names[names] = Scripted(_Positional(self.module, names))
+        return scripted(x, t, cond, *(given[k] for k in names))
 
 
 def _compile_runner(module: nn.Module, device: torch.device) -> Callable[[Args, Kwargs], Runner]:
@@ -272,7 +358,10 @@ def apply_backend(module: nn.Module, backend: str = "eager", *, device: torch.de
     ValueError) naming the fix when the backend cannot run here."""
     device = torch.device(device)
     check_backend(backend, precision, device)
+    backend = resolve_backend(backend, device, precision)
     module = module.eval()
+    if backend == "script":
+        return ScriptedVelocity(module)
     dtype = autocast_dtype(precision, device.type)
     # TensorRT takes the precision as a build flag (enabled_precisions) rather than as autocast ops.
     inner = Autocast(module, dtype, device.type) if dtype is not None and backend != "tensorrt" else module

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from frieren_rt.backends import BACKENDS, PRECISIONS, apply_backend
+from frieren_rt.backends import BACKENDS, PRECISIONS, Scripted, apply_backend, resolve_backend
 from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
@@ -44,7 +44,8 @@ class GenerationOptions:
     streaming with the student, as before the option);
     steps: Euler steps (None = the variant's default); sampler: "euler" or "dopri5"; cfg: guidance scale
     (None = the variant's default; 1 = conditional only, one pass); backend / precision: how the guided
-    velocity runs (frieren_rt.backends: eager|compile|cudagraph|tensorrt, fp32|bf16|fp16); event_gate: pass
+    velocity runs (frieren_rt.backends: auto|eager|script|compile|cudagraph|tensorrt, fp32|bf16|fp16; "script",
+    and "auto" on CPU, also run the feature networks, VAE decoder and vocoder as frozen graphs); event_gate: pass
     audio only around frames the event detector marks (frieren_rt/windowing/gate.py; models that read detector
     features only); tail_cfg: the guidance scale on sounds' tails for the two-pass variants (None: ``cfg``
     everywhere, as the shipped students were trained; frieren_rt.flow.guidance.tail_guidance_scale);
@@ -178,6 +179,17 @@ def load_gate_config(path: Path, detector) -> GateConfig | None:  # noqa: ANN001
                       min_class_confidence=float(data.get("min_class_confidence", 0.0)))
 
 
+class DecodeFlow(nn.Module):
+    """Flow-space latents (B, C, T') -> mel (B, M, 2 T'): the VAE decoder as the generator calls it."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.vae.from_flow(z))
+
+
 class FoleyPipeline:
     """features (frames -> per-frame features), model, VAE, vocoder and geometry, joined for generation."""
 
@@ -191,6 +203,13 @@ class FoleyPipeline:
         # Built once, so compiled graphs / CUDA graphs / engines survive across generate() calls (issue 5).
         self.velocity = apply_backend(GuidedModel(self.model, options.scale, options.tail_cfg), options.backend,
                                       device=device, precision=options.precision)
+        self.decode_flow: nn.Module | Scripted = DecodeFlow(self.vae)
+        self.run_vocoder: nn.Module | Scripted = self.vocoder
+        if resolve_backend(options.backend, device, options.precision) == "script":  # the whole hop off the GIL (backends.py)
+            self.decode_flow, self.run_vocoder = Scripted(self.decode_flow), Scripted(self.vocoder)
+            script_features = getattr(self.features, "script", None)
+            if script_features is not None:
+                script_features()
 
     @classmethod
     def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,
@@ -242,10 +261,9 @@ class FoleyPipeline:
                                    lookahead_latents=ahead)
 
     def generator(self) -> WindowedGenerator:
-        vae = self.vae
         return WindowedGenerator(
             geometry=self.geometry_with_context(), velocity=self.velocity,
-            decoder=lambda z: vae.decode(vae.from_flow(z)), vocoder=self.vocoder,
+            decoder=self.decode_flow, vocoder=self.run_vocoder,
             latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device,
             gate=self.event_gate())
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from frieren_rt.backends import apply_backend
+from frieren_rt.backends import apply_backend, resolve_backend
 from frieren_rt.streaming.clock import Clock, MonotonicClock
 from frieren_rt.streaming.engine import Engine, EngineConfig
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, euler_sampler
@@ -92,13 +92,23 @@ class EngineOptions:
     device: str = "cpu"
     max_batch: int = 8
     latency_s: float | None = None
-    backend: str = "eager"
+    backend: str = "auto"  # script on CPU (no GIL stalls beside the event loop), eager on GPU (frieren_rt.backends)
     precision: str = "fp32"
     budget_sessions: int = 1  # EngineConfig.budget_sessions: the batch every session's latency covers
     event_gate: bool = True  # GenerationOptions.event_gate (frieren_rt/windowing/gate.py)
     # GenerationOptions.lookahead: latents generated past each hop's audio before it is decoded (23.2 ms of
     # latency each; 0: the decoder and vocoder read zeros past the newest latent).
     lookahead: int = 0
+    # EngineConfig.budget_margin: the compute budget is this times the quiet start-up p95. None: 2.0 for eager
+    # networks, whose live hops the event loop's GIL traffic slowed by up to 1.65x at p99 (issue 4 profile), and
+    # SCRIPT_BUDGET_MARGIN for the GIL-free "script" backend, whose live hops run as fast as the quiet ones.
+    budget_margin: float | None = None
+
+
+# Live hop p99 / quiet start-up p95 with the "script" backend on the 2-core AMD EPYC: 1.4-1.8 (BENCHMARKS.md,
+# 5-minute soaks): at 1.5, 41 underruns in 300 s; at 1.75, 1 underrun and glass-to-ear p50 214 ms; at 2.0,
+# none and 242 ms.
+SCRIPT_BUDGET_MARGIN = 1.75
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -170,10 +180,15 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
                                                                event_gate=options.event_gate,
                                                                lookahead=options.lookahead),
                                   device=options.device)
+    margin = options.budget_margin
+    if margin is None:
+        scripted = resolve_backend(options.backend, options.device, options.precision) == "script"
+        margin = SCRIPT_BUDGET_MARGIN if scripted else EngineConfig.budget_margin
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=pipe.model.cfg.feature_dim, max_batch=options.max_batch,
-                                      latency_s=options.latency_s, budget_sessions=options.budget_sessions))
+                                      latency_s=options.latency_s, budget_sessions=options.budget_sessions,
+                                      budget_margin=margin))
 
 
 class StreamingCAVP:

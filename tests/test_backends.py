@@ -1,5 +1,5 @@
-"""Acceleration backends (frieren_rt/backends.py, issue 5): bucket padding, eager identity, compile and bf16
-parity on a tiny FoleyModel, TensorRT glue through a fake module, clear errors for what cannot run here."""
+"""Acceleration backends (frieren_rt/backends.py, issue 5): bucket padding, eager identity, compile, script and
+bf16 parity on a tiny FoleyModel, TensorRT glue through a fake module, clear errors for what cannot run here."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from frieren_rt.backends import (
     Autocast,
     BackendError,
     Bucketed,
+    Scripted,
+    ScriptedVelocity,
     apply_backend,
     autocast_dtype,
     bucket_for,
     check_backend,
     pad_batch,
     pad_inputs,
+    resolve_backend,
 )
 from frieren_rt.cli import main
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
@@ -221,3 +224,70 @@ def test_cli_help_lists_backend_and_precision(command: str, capsys: pytest.Captu
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "--backend" in out and "cudagraph" in out and "--precision" in out
+
+
+# --- script (TorchScript trace + freeze) ---------------------------------------------------------------------
+def test_auto_is_script_on_cpu_at_fp32_and_eager_otherwise() -> None:
+    assert resolve_backend("auto", "cpu") == "script"
+    assert resolve_backend("auto", "cpu", "bf16") == "eager"
+    assert resolve_backend("auto", "cuda") == "eager"
+    assert resolve_backend("compile", "cpu") == "compile"
+    assert isinstance(apply_backend(tiny_model(), "auto"), ScriptedVelocity)
+
+
+def test_script_matches_eager_at_other_batches_and_reads_t() -> None:
+    model = tiny_model()
+    run = apply_backend(model, "script")
+    for b in (1, 3, 2):  # traced at batch 1; the batch is not part of the key
+        args, kw = inputs(b, model, seed=b)
+        with torch.no_grad():
+            torch.testing.assert_close(run(*args, **kw), model(*args, **kw), atol=1e-5, rtol=1e-5)
+    (graphs,) = run.by_names.values()
+    assert len(graphs.graphs) == 1
+    # t is a graph input, not the traced constant (torch.as_tensor inside the model would have frozen it).
+    args, kw = inputs(1, model, seed=7)
+    x, _, cond = args
+    with torch.no_grad():
+        for t in (0.0, 0.5, torch.tensor([0.9])):
+            torch.testing.assert_close(run(x, t, cond, **kw), model(x, t, cond, **kw), atol=1e-5, rtol=1e-5)
+
+
+def test_script_retraces_when_a_non_batch_shape_or_the_keywords_change() -> None:
+    model = tiny_model()
+    run = apply_backend(model, "script")
+    (x, t, cond), kw = inputs(2, model)
+    with torch.no_grad():
+        run(x, t, cond, **kw)
+        shorter = {k: v[..., : T - 2] for k, v in kw.items()}
+        torch.testing.assert_close(run(x[..., : T - 2], t, cond, **shorter),
+                                   model(x[..., : T - 2], t, cond, **shorter), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(run(x, t, cond), model(x, t, cond), atol=1e-5, rtol=1e-5)  # no keywords
+    assert sorted(len(s.graphs) for s in run.by_names.values()) == [1, 2]
+
+
+def test_script_runs_under_inference_mode_and_refuses_bf16_and_non_tensor_keywords() -> None:
+    model = tiny_model()
+    run = apply_backend(model, "script")
+    args, kw = inputs(1, model)
+    with torch.inference_mode():  # the generator samples in inference mode: the first call traces there
+        out = run(*args, **kw)
+    with torch.no_grad():
+        torch.testing.assert_close(run(*args, **kw), out)
+    with pytest.raises(TypeError, match="tensor keywords only"):
+        run(*args, cond_index=[0, 1])
+    with pytest.raises(BackendError, match="fp32 only"):
+        apply_backend(model, "script", precision="bf16")
+
+
+def test_scripted_module_matches_eager_on_a_conv_stack() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3, padding=1), torch.nn.BatchNorm1d(8), torch.nn.GELU()).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    frozen = Scripted(net)
+    for b in (1, 4):
+        x = torch.randn(b, 4, 16)
+        with torch.no_grad():
+            torch.testing.assert_close(frozen(x), net(x), atol=1e-5, rtol=1e-5)
+    assert len(frozen.graphs) == 1

@@ -52,11 +52,15 @@ def add_gate_arg(p: argparse.ArgumentParser) -> None:
                    "MODEL_CARD.md)")
 
 
-def add_backend_args(p: argparse.ArgumentParser) -> None:
+def add_backend_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
     """--backend / --precision, shared with generate (frieren_rt.backends, issue 5)."""
-    p.add_argument("--backend", choices=["eager", "compile", "cudagraph", "tensorrt"], default="eager",
-                   help="how the model runs: eager (default); compile (torch.compile, CPU or GPU, slow first "
-                   "call); cudagraph (CUDA graphs, GPU only); tensorrt (GPU, needs pip install "
+    from frieren_rt.backends import BACKENDS  # noqa: PLC0415
+
+    p.add_argument("--backend", choices=list(BACKENDS), default=default,
+                   help=f"how the model runs (default {default}): auto (script on CPU, eager on GPU); eager; script "
+                   "(frozen TorchScript graphs for every network of the hop: on CPU they run without the Python "
+                   "GIL, so the event loop no longer stalls them; fp32); compile (torch.compile, CPU or GPU, slow "
+                   "first call); cudagraph (CUDA graphs, GPU only); tensorrt (GPU, needs pip install "
                    "'frieren-rt[tensorrt]')")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="autocast precision of the model: fp32 (default), bf16 (CPU with AMX, or GPU), "

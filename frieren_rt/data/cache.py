@@ -12,10 +12,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from frieren_rt.backends import Scripted
 
 __all__ = ["CacheConfig", "ClipRecord", "FeatureCache", "build_cache", "clip_record", "FeatureExtractor", "write_cache",
            "write_shard"]
@@ -66,6 +70,24 @@ class FeatureExtractor:
         self.motion_grid = motion_grid
         self.image_every = image_every
         self.detector = detector.eval().to(self.device) if detector is not None else None
+        self._image: Scripted | None = None  # set by script(): the encoder and detector as frozen graphs
+        self._detect: Scripted | None = None
+
+    def script(self) -> None:
+        """Run the image encoder and the event detector as frozen TorchScript graphs from now on (the "script"
+        backend, frieren_rt.backends: off the GIL beside the streaming event loop; features equal eager's
+        to about 1e-5, folded BatchNorm)."""
+        from frieren_rt.backends import Scripted  # noqa: PLC0415
+
+        self._image = Scripted(_PooledImage(self.encoder))
+        if self.detector is not None:
+            self._detect = Scripted(_DetectorFeatures(self.detector))
+
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """(K, 3, H, W) uint8 -> (K, 1280) image features."""
+        if self._image is None:
+            return self.encoder(frames.unsqueeze(0))[0]
+        return torch.cat([self._image(part) for part in frames.split(self.encoder.chunk)])
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, previous: torch.Tensor | None = None, *, phase: int = 0,
@@ -93,11 +115,12 @@ class FeatureExtractor:
         # Each frame against the one shown before it: T = 1 per row gives motion_features' streaming result.
         motion = motion_features(chw.unsqueeze(1), grid=self.motion_grid, previous=before)[:, 0]  # (N, M)
         if self.detector is not None:  # causal, per frame: sees frame t and t - 1 only, as in training
-            motion = torch.cat([motion, self.detector.features(chw, before=before)], dim=-1)
+            detect = self.detector.features(chw, before=before) if self._detect is None else self._detect(chw, before)
+            motion = torch.cat([motion, detect], dim=-1)
         encode = [_encoded_positions(c, self.image_every) for c in chunks]  # per chunk (K_i,) positions
         offsets = [a for a, _ in spans]
         rows = torch.cat([e + o for e, o in zip(encode, offsets, strict=True)])  # (K,) rows of ``chw``
-        image = self.encoder(chw[rows].unsqueeze(0))[0].cpu() if len(rows) else torch.zeros(0, 1280)  # (K, 1280)
+        image = self._encode(chw[rows]).cpu() if len(rows) else torch.zeros(0, 1280)  # (K, 1280)
         motion = motion.cpu()
         out, k = [], 0
         for c, e, (a, b) in zip(chunks, encode, spans, strict=True):
@@ -107,6 +130,30 @@ class FeatureExtractor:
             bank = mine if c.held is None else torch.cat([mine, c.held.view(1, -1).to(mine.dtype)])
             out.append((bank[slot], motion[a:b]))  # slot -1 reads ``held`` (last row) when given
         return out
+
+
+class _PooledImage(torch.nn.Module):
+    """(N, 3, H, W) uint8 frames -> (N, 1280): ImageEncoder's per-frame work, as one traceable module."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        from frieren_rt.vision.encoder import preprocess  # noqa: PLC0415
+
+        return self.encoder.backbone.pooled(preprocess(frames, self.encoder.resolution))
+
+
+class _DetectorFeatures(torch.nn.Module):
+    """(frames, before) (N, 3, H, W) each -> (N, embed + K + 1): EventDetector.features as a traceable module."""
+
+    def __init__(self, detector: torch.nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, frames: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        return self.detector.features(frames, before=before)
 
 
 @dataclass(frozen=True)

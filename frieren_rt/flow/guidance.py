@@ -136,7 +136,8 @@ def cfg_velocity(
         b = x.shape[0]
         if both_cond.shape[0] != 2 * b:
             raise ValueError(f"cond batch {both_cond.shape[0] // 2} != x batch {b}")
-        t = torch.as_tensor(t, device=x.device)
+        # Not as_tensor on a tensor: torch.jit.trace records that as a constant (frieren_rt.model.vector_field).
+        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
         t = t.expand(b) if t.dim() == 0 else t  # (B,)
         v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)  # (B, ...) each
         if parallel == 1.0:

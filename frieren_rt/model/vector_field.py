@@ -99,7 +99,9 @@ class VectorField(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, c, t_len = x.shape
-        t = torch.as_tensor(t, device=x.device)
+        # A tensor t stays a graph input: torch.as_tensor on it would be recorded as a constant by
+        # torch.jit.trace (the "script" backend, frieren_rt.backends), freezing every step at the traced t.
+        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
         if t.dim() == 0:
             t = t.expand(b)
         if cond_index is None:
