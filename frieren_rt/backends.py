@@ -27,6 +27,7 @@ rows never interact (attention and norms are per sample), so the real rows' outp
 
 from __future__ import annotations
 
+import logging
 import types
 import warnings
 from collections.abc import Callable, Hashable, Sequence
@@ -50,6 +51,8 @@ TENSORRT_EXTRA = "pip install 'frieren-rt[tensorrt]'"
 Args = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x, t, cond)
 Kwargs = dict[str, Any]
 Runner = Callable[[Args, Kwargs], torch.Tensor]
+
+logger = logging.getLogger(__name__)
 
 
 class BackendError(ValueError):
@@ -215,11 +218,13 @@ class Scripted:
     Tracing records ops, not Python: a branch on a shape is fixed for the structure it was traced at (hence the
     key), and the batch dimension must not steer Python control flow (tests/test_backends.py checks each
     shipped network against eager at other batch sizes). A changed weight after the first call is not seen.
-    ``graphs`` maps each key to its graph (inspectable: how many traces were made)."""
+    ``graphs`` maps each key to its graph (inspectable: how many traces were made). A module that cannot be
+    traced (or a torch without torch.jit: it is deprecated) runs eager for that key, with one logged warning:
+    slower beside the event loop, never a failed stream."""
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module.eval()
-        self.graphs: dict[Hashable, torch.jit.ScriptModule] = {}
+        self.graphs: dict[Hashable, Callable[..., torch.Tensor]] = {}
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         key = tuple((tuple(a.shape[1:]), a.dtype, str(a.device)) for a in args)
@@ -229,16 +234,21 @@ class Scripted:
         with torch.no_grad():
             return graph(*args)
 
-    def _trace(self, args: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule:
+    def _trace(self, args: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
         # Outside inference mode: a graph traced on inference tensors could not run on normal ones later.
         example = tuple(a.clone() if a.is_inference() else a for a in args)
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            # Shape branches warn "might not generalize": the key re-traces when a non-batch shape changes.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            # torch.jit is deprecated for torch.compile / torch.export, but a compiled CPU graph is still
-            # driven op by op from Python, so it does not get the hop off the GIL; trace + freeze does.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.freeze(torch.jit.trace(self.module, example, check_trace=False))
+        try:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                # Shape branches warn "might not generalize": the key re-traces when a non-batch shape changes.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                # torch.jit is deprecated for torch.compile / torch.export, but a compiled CPU graph is still
+                # driven op by op from Python, so it does not get the hop off the GIL; trace + freeze does.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.freeze(torch.jit.trace(self.module, example, check_trace=False))
+        except Exception as exc:  # noqa: BLE001 - any tracing failure: run eager rather than fail the stream
+            logger.warning("backend 'script': could not trace %s (%s: %s); running it eager",
+                           type(self.module).__name__, type(exc).__name__, exc)
+            return self.module
 
 
 class _Positional(nn.Module):

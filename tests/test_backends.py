@@ -291,3 +291,20 @@ def test_scripted_module_matches_eager_on_a_conv_stack() -> None:
         with torch.no_grad():
             torch.testing.assert_close(frozen(x), net(x), atol=1e-5, rtol=1e-5)
     assert len(frozen.graphs) == 1
+
+
+def test_a_module_that_cannot_be_traced_runs_eager_with_a_warning(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - as a torch without torch.jit would fail
+        raise RuntimeError("tracing is gone")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    net = torch.nn.Linear(4, 3).eval()
+    frozen = Scripted(net)
+    x = torch.randn(2, 4)
+    with caplog.at_level("WARNING", logger="frieren_rt.backends"):
+        out = frozen(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x))
+    assert "could not trace Linear" in caplog.text and "running it eager" in caplog.text
+    assert list(frozen.graphs.values()) == [net]
