@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from frieren_rt.flow.samplers import batch_times
+
 __all__ = [
     "BACKENDS", "PRECISIONS", "DEFAULT_BUCKETS", "TENSORRT_EXTRA", "Autocast", "BackendError", "Bucketed",
     "Scripted", "ScriptedVelocity", "apply_backend", "autocast_dtype", "bucket_for", "capture_cuda_graph",
@@ -277,8 +279,7 @@ class ScriptedVelocity:
         if not all(isinstance(v, torch.Tensor) for v in given.values()):
             raise TypeError(f"backend 'script' takes tensor keywords only, got {sorted(given)}")
         names = tuple(sorted(given))
-        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
-        t = t.to(x.dtype).expand(x.shape[0]) if t.dim() == 0 else t.to(x.dtype)  # (B,)
+        t = batch_times(t, x).to(x.dtype)  # (B,)
         scripted = self.by_names.get(names)
         if scripted is None:
             scripted = self.by_names[names] = Scripted(_Positional(self.module, names))

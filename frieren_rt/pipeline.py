@@ -205,11 +205,11 @@ class FoleyPipeline:
                                       device=device, precision=options.precision)
         self.decode_flow: nn.Module | Scripted = DecodeFlow(self.vae)
         self.run_vocoder: nn.Module | Scripted = self.vocoder
-        if resolve_backend(options.backend, device, options.precision) == "script":  # the whole hop off the GIL (backends.py)
+        scripted = resolve_backend(options.backend, device, options.precision) == "script"
+        if scripted:  # the whole hop off the GIL (backends.py)
             self.decode_flow, self.run_vocoder = Scripted(self.decode_flow), Scripted(self.vocoder)
-            script_features = getattr(self.features, "script", None)
-            if script_features is not None:
-                script_features()
+        if hasattr(self.features, "with_script"):  # FeatureExtractor; other extractors run as they are
+            self.features = self.features.with_script(scripted)
 
     @classmethod
     def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,

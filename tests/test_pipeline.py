@@ -189,6 +189,9 @@ def test_script_backend_gives_eager_audio_on_a_test_clip(variant: str, steps: in
                                                             backend="script"))
     assert isinstance(script.decode_flow, Scripted) and isinstance(script.run_vocoder, Scripted)
     assert script.features._image is not None and script.features._detect is not None
+    # Options are per pipeline: an eager one made from it runs eager features, and it keeps its own graphs.
+    assert script.with_options(GenerationOptions(variant=variant, backend="eager")).features._image is None
+    assert script.features._image is not None and eager.features._image is None
     clip = render_clip(next(iter(SPLITS["test"])))
     n = 3 * clip.fps  # 3 s: 30 hops
     frames, times = clip.frames[:n], np.arange(n) / clip.fps

@@ -70,18 +70,22 @@ class FeatureExtractor:
         self.motion_grid = motion_grid
         self.image_every = image_every
         self.detector = detector.eval().to(self.device) if detector is not None else None
-        self._image: Scripted | None = None  # set by script(): the encoder and detector as frozen graphs
+        self._image: Scripted | None = None  # with_script(): the encoder and detector as frozen graphs
         self._detect: Scripted | None = None
 
-    def script(self) -> None:
-        """Run the image encoder and the event detector as frozen TorchScript graphs from now on (the "script"
-        backend, frieren_rt.backends: off the GIL beside the streaming event loop; features equal eager's
-        to about 1e-5, folded BatchNorm)."""
+    def with_script(self, on: bool = True) -> FeatureExtractor:
+        """A copy sharing the networks whose image encoder and event detector run as frozen TorchScript graphs
+        (``on``; the "script" backend, frieren_rt.backends: off the GIL beside the streaming event loop; features
+        equal eager's to about 1e-5, folded BatchNorm) or eager. A copy, so pipelines built with other options
+        from one extractor never switch each other's backend."""
+        import copy  # noqa: PLC0415
+
         from frieren_rt.backends import Scripted  # noqa: PLC0415
 
-        self._image = Scripted(_PooledImage(self.encoder))
-        if self.detector is not None:
-            self._detect = Scripted(_DetectorFeatures(self.detector))
+        out = copy.copy(self)
+        out._image = Scripted(_PooledImage(self.encoder)) if on else None
+        out._detect = Scripted(_DetectorFeatures(self.detector)) if on and self.detector is not None else None
+        return out
 
     def _encode(self, frames: torch.Tensor) -> torch.Tensor:
         """(K, 3, H, W) uint8 -> (K, 1280) image features."""

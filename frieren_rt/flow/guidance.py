@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from frieren_rt.flow.samplers import Velocity
+from frieren_rt.flow.samplers import Velocity, batch_times
 
 __all__ = ["FRIEREN_CFG_SCALE", "cfg_velocity", "combine_guidance", "conditional_velocity", "projected_guidance",
            "prefix_guidance_scale", "rescaled_guidance", "tail_guidance_scale"]
@@ -136,9 +136,7 @@ def cfg_velocity(
         b = x.shape[0]
         if both_cond.shape[0] != 2 * b:
             raise ValueError(f"cond batch {both_cond.shape[0] // 2} != x batch {b}")
-        # Not as_tensor on a tensor: torch.jit.trace records that as a constant (frieren_rt.model.vector_field).
-        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
-        t = t.expand(b) if t.dim() == 0 else t  # (B,)
+        t = batch_times(t, x)  # (B,)
         v_u, v_c = net(torch.cat([x, x]), torch.cat([t, t]), both_cond, **kwargs).chunk(2)  # (B, ...) each
         if parallel == 1.0:
             v = combine_guidance(v_u, v_c, scale)

@@ -18,6 +18,7 @@ __all__ = [
     "EulerStep",
     "EvalCounter",
     "Velocity",
+    "batch_times",
     "dopri5",
     "draw_noise",
     "euler",
@@ -73,6 +74,14 @@ class EvalCounter:
     def reset(self) -> None:
         self.calls = 0
         self.rows = 0
+
+
+def batch_times(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """t (a float, 0-dim or (B,)) -> (B,) on x's device. A tensor t is moved, never passed through
+    ``torch.as_tensor``: torch.jit.trace records that as a constant, which would freeze every sampler step of a
+    "script" graph (frieren_rt.backends) at the traced t."""
+    t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
+    return t.expand(x.shape[0]) if t.dim() == 0 else t
 
 
 def time_grid(steps: int, *, device: torch.device | str | None = None) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from frieren_rt.flow.samplers import batch_times
 from frieren_rt.model.config import VectorFieldConfig, preset
 from frieren_rt.model.dit import ChannelConcatDiT
 from frieren_rt.model.timing import frame_times, latent_times, repeat_index, timestamp_index
@@ -99,11 +100,7 @@ class VectorField(nn.Module):
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, c, t_len = x.shape
-        # A tensor t stays a graph input: torch.as_tensor on it would be recorded as a constant by
-        # torch.jit.trace (the "script" backend, frieren_rt.backends), freezing every step at the traced t.
-        t = t.to(x.device) if isinstance(t, torch.Tensor) else torch.as_tensor(t, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(b)
+        t = batch_times(t, x)  # (B,): a graph input under torch.jit.trace, never a constant
         if cond_index is None:
             cond_index = self.cond_index(t_len, cond.shape[1]).to(x.device)
         if self.cfg.known_latents:

@@ -126,3 +126,13 @@ def test_fixed_seeds_reproduce_samples_bit_exactly_and_different_seeds_differ(ba
     a = reflow_pairs(make, labels, (2,), generator=torch.Generator().manual_seed(3), batch_size=10)
     b = reflow_pairs(make, labels, (2,), generator=torch.Generator().manual_seed(3), batch_size=10)
     assert torch.equal(a.noise, b.noise) and torch.equal(a.sample, b.sample)
+
+
+def test_batch_times_expands_scalars_and_keeps_a_tensor_t_a_tensor():
+    from frieren_rt.flow.samplers import batch_times
+
+    x = torch.zeros(3, 2, 5)
+    assert torch.equal(batch_times(0.25, x), torch.full((3,), 0.25))
+    t = torch.tensor([0.1, 0.2, 0.3])
+    assert batch_times(t, x) is t  # moved (a no-op here), never rebuilt by torch.as_tensor
+    assert torch.equal(batch_times(torch.tensor(0.5), x), torch.full((3,), 0.5))
