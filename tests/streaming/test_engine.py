@@ -29,7 +29,8 @@ def _frame(i: int) -> np.ndarray:
 
 def _make_engine(spy: BatchSpy, *, lookahead: int = 0, **cfg: object) -> tuple[Engine, ManualClock]:
     clock = ManualClock(0.0, auto_advance=True)
-    cfg = {"compute_budget_s": 0.1} | cfg  # a fixed budget: these tests count batches and frames exactly
+    # a fixed budget and no warm-up hops: these tests count batches and frames exactly
+    cfg = {"compute_budget_s": 0.1, "warm_up": False} | cfg
     engine = Engine(
         generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead)), features=_features,
         clock=clock, config=EngineConfig(feature_dim=D, **cfg)
@@ -228,6 +229,18 @@ def test_without_a_fixed_budget_the_engine_measures_warm_hops_and_leaves_no_sess
         engine.close()
 
 
+def test_a_fixed_latency_engine_still_warms_up_so_no_live_hop_pays_the_script_trace() -> None:
+    from frieren_rt.streaming.builders import EngineOptions, random_engine  # noqa: PLC0415
+
+    engine = random_engine(EngineOptions(latency_s=0.5, backend="script"))  # no calibration
+    try:
+        scripted = engine.generator.velocity.by_names
+        assert scripted and all(s.graphs for s in scripted.values())  # traced at construction
+        assert not engine.calibration_s and not engine.sessions
+    finally:
+        engine.close()
+
+
 def test_every_hop_is_reported_to_listeners_with_its_hand_off_and_end_times() -> None:
     engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)))
     events: list[HopEvent] = []
@@ -359,7 +372,7 @@ def test_frames_are_featurised_on_the_worker_between_hops() -> None:
 
     clock = ManualClock(0.0, auto_advance=True)
     engine = Engine(generator=make_generator(BatchSpy(tiny_vector_field(raw_dim=D))), features=features,
-                    clock=clock, config=EngineConfig(feature_dim=D, compute_budget_s=0.1))
+                    clock=clock, config=EngineConfig(feature_dim=D, compute_budget_s=0.1, warm_up=False))
     session = engine.open_session()
     hop = engine.generator.geometry.hop_duration_s
     n = int(hop * FPS) + 1  # the frames covering hop 0
