@@ -27,6 +27,9 @@ def main() -> None:
                    help="how the networks run (frieren_rt.backends; default auto: script on CPU)")
     p.add_argument("--budget-margin", type=float, default=None,
                    help="compute budget / quiet start-up p95 (default: the backend's, streaming.builders)")
+    p.add_argument("--lookahead", type=int, default=0, help="latents generated past each hop (default 0, as serve)")
+    p.add_argument("--revise-lookahead", action="store_true",
+                   help="the next hop generates the look-ahead again (EngineOptions.revise_lookahead)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see BENCHMARKS.md)")
     p.add_argument("--budget-sessions", type=int, default=1,
                    help="sessions each session's latency budget covers (serve --budget-sessions)")
@@ -41,7 +44,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = ProfileConfig(sessions=tuple(args.sessions), duration_s=args.seconds, transport=args.transport)
     options = EngineOptions(window_s=args.window, hop_s=args.hop, budget_sessions=args.budget_sessions,
-                            backend=args.backend, budget_margin=args.budget_margin)
+                            backend=args.backend, budget_margin=args.budget_margin, lookahead=args.lookahead,
+                            revise_lookahead=args.revise_lookahead)
     report, _ = run_profile(cfg, engine=lambda: build_engine(args.weights, options))
     print(markdown_table(report))
     print("engine latency by part (ms):", json.dumps(report.get("engine", {}).get("latency_ms", {})))

@@ -51,7 +51,9 @@ class GenerationOptions:
     everywhere, as the shipped students were trained; frieren_rt.flow.guidance.tail_guidance_scale);
     lookahead: latents generated past the end of each hop's audio before it is decoded, so the VAE decoder and
     vocoder see real right context (StreamGeometry.lookahead_latents; 23.2 ms of latency each): 0 (streaming),
-    or None for their whole right context (offline: decoding then equals decoding the whole clip at once)."""
+    or None for their whole right context (offline: decoding then equals decoding the whole clip at once);
+    revise_lookahead: the next hop generates the look-ahead latents again with its newer video instead of keeping
+    them (StreamGeometry.revise_lookahead), so the vector field too sees video after what it commits."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -66,6 +68,7 @@ class GenerationOptions:
     event_gate: bool = True
     tail_cfg: float | None = None
     lookahead: int | None = 0
+    revise_lookahead: bool = False
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
@@ -258,7 +261,7 @@ class FoleyPipeline:
         ahead = (lookahead_latents_for(right_latents, right_mels) if self.options.lookahead is None
                  else self.options.lookahead)
         return self.geometry.with_(context_latents=context_latents_for(left_latents, left_mels),
-                                   lookahead_latents=ahead)
+                                   lookahead_latents=ahead, revise_lookahead=self.options.revise_lookahead)
 
     def generator(self) -> WindowedGenerator:
         return WindowedGenerator(

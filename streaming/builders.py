@@ -99,6 +99,8 @@ class EngineOptions:
     # GenerationOptions.lookahead: latents generated past each hop's audio before it is decoded (23.2 ms of
     # latency each; 0: the decoder and vocoder read zeros past the newest latent).
     lookahead: int = 0
+    # GenerationOptions.revise_lookahead: the next hop generates the look-ahead again with its newer video.
+    revise_lookahead: bool = False
     # EngineConfig.budget_margin: the compute budget is this times the quiet start-up p95. None: 2.0 for eager
     # networks, whose live hops the event loop's GIL traffic slowed by up to 1.65x at p99 (issue 4 profile), and
     # SCRIPT_BUDGET_MARGIN for the GIL-free "script" backend, whose live hops run as fast as the quiet ones.
@@ -120,7 +122,8 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
     channels = 8
     field = VectorField(preset("small", depth=1, hidden=64, heads=1, cond_dim=32, raw_cond_dim=feature_dim,
                                zero_init=False, latent_channels=channels)).eval()
-    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s, lookahead_latents=options.lookahead)
+    geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s, lookahead_latents=options.lookahead,
+                              revise_lookahead=options.revise_lookahead)
     velocity = apply_backend(field, options.backend, device=options.device, precision=options.precision)
     generator = WindowedGenerator(geometry=geometry, velocity=velocity,
                                   decoder=_RandomDecoder(channels).eval(),
@@ -178,7 +181,8 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
                                                                backend=options.backend,
                                                                precision=options.precision,
                                                                event_gate=options.event_gate,
-                                                               lookahead=options.lookahead),
+                                                               lookahead=options.lookahead,
+                                                               revise_lookahead=options.revise_lookahead),
                                   device=options.device)
     margin = options.budget_margin
     if margin is None:

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lookahead", default="0", metavar="N|full",
                    help="latents generated past each hop before it is decoded (default 0, as the streaming engine; "
                    "'full': the decoder's and vocoder's whole right context, as frieren-rt generate)")
+    p.add_argument("--revise-lookahead", action="store_true",
+                   help="the next hop generates the --lookahead latents again with its newer video instead of "
+                   "keeping them (the vector field, not only the decoder, sees video after what it commits)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
     p.set_defaults(func=run)
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--lookahead must be a whole number of latents or 'full', got {args.lookahead!r}")
     report = evaluate(args.weights, clips=args.clips, rows=rows, vocoder=args.vocoder, out=args.output,
                       split=args.split, hop_s=args.hop,
-                      lookahead=None if args.lookahead == "full" else int(args.lookahead))
+                      lookahead=None if args.lookahead == "full" else int(args.lookahead),
+                      revise_lookahead=args.revise_lookahead)
     print(markdown_table(report))
     print(f"(report: {args.output})")
     return 0

@@ -166,11 +166,12 @@ def split_clips(split: str, clips: int, *, progress: bool = True) -> list:
 
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
              train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test",
-             hop_s: float | None = None, lookahead: int | None = 0) -> dict:
+             hop_s: float | None = None, lookahead: int | None = 0, revise_lookahead: bool = False) -> dict:
     """Run ``rows`` on the first ``clips`` world clips of ``split`` (test; train checks fitting rather than
     generalisation); returns (and writes to ``out``) a JSON dict. ``hop_s``: the generated rows' hop (None:
     GenerationOptions' offline 0.2 s; the streaming engine runs 0.1); ``lookahead``: GenerationOptions.lookahead
-    (0 as the streaming engine; None as ``frieren-rt generate``)."""
+    (0 as the streaming engine; None as ``frieren-rt generate``); ``revise_lookahead``: the vector field generates
+    the look-ahead again at the next hop (GenerationOptions.revise_lookahead)."""
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
@@ -196,7 +197,8 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
                                         vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
                                         tail_cfg=row.tail_cfg, decoder=row.decoder or "auto",
-                                        lookahead=lookahead, **({} if hop_s is None else {"hop_s": hop_s}))
+                                        lookahead=lookahead, revise_lookahead=revise_lookahead,
+                                        **({} if hop_s is None else {"hop_s": hop_s}))
             key = (row.variant, options.vocoder, options.decoder)
             if key not in pipes:
                 pipes[key] = FoleyPipeline.from_dir(weights, options)
@@ -212,7 +214,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = {"total_s_per_audio_s": seconds / audio_s,
                       **{f"{k}_s_per_audio_s": v / audio_s for k, v in stages.items()}}
         results[row.name] = {"row": asdict(row), **_summarise(per_clip, true_emb, true_post), "timing": timing}
-    report = {"clips": clips, "split": split, "hop_s": hop_s, "lookahead": lookahead, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
+    report = {"clips": clips, "split": split, "hop_s": hop_s, "lookahead": lookahead, "revise_lookahead": revise_lookahead, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
               "vocoder": vocoder, "rows": results}
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=1, default=float))

@@ -124,15 +124,23 @@ class WindowedGenerator:
         start, _ = window_span(state.next_hop, g)
         lat_ts = latent_times(w, g.latent_rate, start=state.start_time + start / g.latent_rate)  # (W,)
         cond, index = window_conditioning(frame_times, features, lat_ts, g.cond_slots)
-        mask = known_mask(start, w, state.emitted_latents)  # (1, W)
+        mask = known_mask(start, w, self.final_latents(state))  # (1, W)
         if not self.continuity:
             mask = torch.zeros_like(mask)
         known = gather_known(state.history, state.history_start, start, w)  # (C, W)
         noise = torch.randn(self.latent_channels, w, generator=state.rng)
         return WindowInputs(noise=noise, cond=cond, cond_index=index, known=known, mask=mask)
 
+    def final_latents(self, state: StreamState) -> int:
+        """Latents of ``state``'s timeline that are final (known to the next window): all generated ones but,
+        with ``revise_lookahead``, the provisional look-ahead at the end of the history."""
+        g = self.geometry
+        provisional = min(g.lookahead_latents, state.history.shape[1]) if g.revise_lookahead else 0
+        return state.emitted_latents - provisional
+
     def sample(self, inputs: Sequence[WindowInputs]) -> torch.Tensor:
-        """One batched sampling pass over several windows -> the newest hop of each, (B, C, hop) on CPU."""
+        """One batched sampling pass over several windows -> the newest ``generated_latents`` of each (the hop,
+        and the revised look-ahead if any), (B, C, n) on CPU."""
         dev = self.device
 
         def stack(name: str) -> torch.Tensor:
@@ -145,12 +153,18 @@ class WindowedGenerator:
 
         with torch.inference_mode():
             x1 = self.sampler(v, x0)  # (B, C, W)
-        return x1[:, :, -self.geometry.hop_latents :].float().cpu()
+        return x1[:, :, -self.geometry.generated_latents :].float().cpu()
 
     def commit(self, state: StreamState, hop: torch.Tensor) -> None:
-        """Append a generated hop (C, hop) to the stream's history (a new tensor; ``hop`` is not kept)."""
+        """Put a window's generated latents (C, generated_latents), which end at the hop's end, on the stream's
+        history (a new tensor; ``hop`` is not kept): appended, or with ``revise_lookahead`` replacing the
+        provisional look-ahead they were generated again for. Latents before the stream (or before a skip's
+        restart) are dropped."""
         g = self.geometry
-        history = torch.cat([state.history, hop.detach().cpu().float()], dim=1)
+        new = hop.detach().cpu().float()
+        begin = (state.next_hop + 1) * g.hop_latents - new.shape[1]  # timeline index of new[:, 0]
+        kept = state.history[:, : max(0, begin - state.history_start)]
+        history = torch.cat([kept, new[:, max(0, state.history_start - begin):]], dim=1)
         drop = max(0, history.shape[1] - g.history_latents)
         state.history = history[:, drop:].clone()
         state.history_start += drop

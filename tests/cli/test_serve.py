@@ -31,3 +31,14 @@ def test_budget_sessions_sets_the_batch_every_sessions_latency_covers() -> None:
 def test_budget_sessions_below_one_is_refused_with_the_option_name() -> None:
     with pytest.raises(ValueError, match="--budget-sessions"):
         engine_factory(_args("--budget-sessions", "0"))
+
+
+def test_revise_lookahead_reaches_the_engine_and_needs_a_lookahead_to_revise() -> None:
+    engine = engine_factory(_args("--lookahead", "5", "--revise-lookahead"))()
+    try:
+        g = engine.generator.geometry
+        assert g.lookahead_latents == 5 and g.revise_lookahead and g.generated_latents == g.hop_latents + 5
+    finally:
+        engine.close()
+    with pytest.raises(ValueError, match="--revise-lookahead needs --lookahead"):
+        engine_factory(_args("--revise-lookahead"))

@@ -56,7 +56,10 @@ def test_eval_hands_its_hop_and_lookahead_to_the_generated_rows_and_refuses_bad_
     assert main(["eval", "--clips", "2", "--lookahead", "full", "--row", "distill:1", "-o", "/dev/null"]) == 0
     assert seen["lookahead"] is None  # the decoder's and vocoder's whole right context, as generate
     assert main(["eval", "--clips", "2", "--lookahead", "2", "--row", "distill:1", "-o", "/dev/null"]) == 0
-    assert seen["lookahead"] == 2
+    assert seen["lookahead"] == 2 and seen["revise_lookahead"] is False
+    assert main(["eval", "--clips", "2", "--lookahead", "5", "--revise-lookahead", "--row", "distill:1",
+                 "-o", "/dev/null"]) == 0
+    assert seen["lookahead"] == 5 and seen["revise_lookahead"] is True
     assert main(["eval", "--clips", "2", "--lookahead", "-1", "-o", "/dev/null"]) != 0
     assert "--lookahead must be a whole number of latents or 'full'" in capsys.readouterr().err
 

@@ -27,12 +27,14 @@ def _frame(i: int) -> np.ndarray:
     return np.full((4, 4, 3), np.sin(i / 7.0), dtype=np.float32) + np.arange(3, dtype=np.float32)
 
 
-def _make_engine(spy: BatchSpy, *, lookahead: int = 0, **cfg: object) -> tuple[Engine, ManualClock]:
+def _make_engine(spy: BatchSpy, *, lookahead: int = 0, revise: bool = False,
+                 **cfg: object) -> tuple[Engine, ManualClock]:
     clock = ManualClock(0.0, auto_advance=True)
     # a fixed budget and no warm-up hops: these tests count batches and frames exactly
     cfg = {"compute_budget_s": 0.1, "warm_up": False} | cfg
     engine = Engine(
-        generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead)), features=_features,
+        generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead, revise_lookahead=revise)),
+        features=_features,
         clock=clock, config=EngineConfig(feature_dim=D, **cfg)
     )
     return engine, clock
@@ -88,9 +90,9 @@ def test_sessions_due_together_share_one_batched_forward_and_play_continuously()
     assert not np.allclose(out["s0"][-1].samples, out["s1"][-1].samples)  # own noise per session
 
 
-@pytest.mark.parametrize("lookahead", [0, 2])
-def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: int) -> None:
-    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)), lookahead=lookahead)
+@pytest.mark.parametrize(("lookahead", "revise"), [(0, False), (2, False), (2, True)])
+def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: int, revise: bool) -> None:
+    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)), lookahead=lookahead, revise=revise)
     session = engine.open_session()
     try:
         out = asyncio.run(_drive(engine, clock, [session], 1.0))

@@ -143,3 +143,67 @@ def test_the_look_ahead_delays_the_stream_by_its_latents_and_the_history_keeps_w
     assert g3.history_latents >= g3.context_latents + g3.hop_latents + 3
     with pytest.raises(ValueError, match="lookahead_latents"):
         StreamGeometry(lookahead_latents=-1)
+
+
+class _NeedsVideoAfter:
+    """A "model" that can only make an event's sound once it has seen ``need`` latents of video after the event
+    (as the trained field commits a transient better with frames after it): a one-latent burst at the event's
+    latent j when j + need < n, nothing otherwise; known latents (mask 1) are copied. One Euler step lands on
+    the target."""
+
+    def __init__(self, need: int) -> None:
+        self.need = need
+
+    def __call__(self, x, t, cond, *, cond_index, known, mask):  # noqa: ANN001, ANN204
+        b, c, n = x.shape
+        feat = torch.gather(cond, 1, cond_index[..., None].expand(-1, -1, cond.shape[-1]))  # (B, T, D)
+        event = feat[..., 0] > 0.5
+        onset = event & ~torch.nn.functional.pad(event, (1, 0))[:, :-1]
+        target = feat[..., 1:2].transpose(1, 2).expand(-1, c, -1).clone()  # background (B, C, T)
+        for bi, j in onset.nonzero().tolist():
+            if j + self.need < n:
+                target[bi, :, j] = 1.0
+        target = known * mask + target * (1 - mask)
+        return (target - x) / (1 - t)[:, None, None].clamp_min(1e-6)
+
+
+@pytest.mark.parametrize("revise", [True, False])
+def test_a_revised_look_ahead_lets_the_field_see_video_after_what_it_commits(revise: bool) -> None:
+    g = StreamGeometry(hop_s=0.1, lookahead_latents=5, revise_lookahead=revise)
+    assert g.generated_latents == g.hop_latents + (5 if revise else 0)
+    times, feats = _event_clip(11.0)
+    gen = make_generator(_NeedsVideoAfter(need=4), geometry=g)
+    audio = generate_offline(gen, times, feats, 2.0).numpy()
+    onsets = envelope_onsets(audio, threshold=0.05)
+    if not revise:
+        # negative control: the event's latent was committed at the window's end, before any video after it,
+        # and was known (copied, silent) to every later window; decode-only look-ahead does not bring it back
+        assert onsets == []
+        return
+    assert len(onsets) == 1
+    assert abs(onsets[0] / SR - 1.0) < 2 / g.latent_rate  # on time, on the stream's timeline
+
+
+def test_a_revised_look_ahead_is_unknown_to_the_next_window_and_replaced_in_the_history() -> None:
+    g = StreamGeometry(hop_s=0.1, lookahead_latents=5, revise_lookahead=True)
+    spy = BatchSpy(tiny_vector_field(raw_dim=C))
+    gen = make_generator(spy, geometry=g)
+    state = gen.new_stream(start_time=0.0)
+    times = torch.arange(90, dtype=torch.float64) / FPS
+    feats = torch.randn(90, C, generator=torch.Generator().manual_seed(3))
+    for _ in range(8):
+        before, before_start = state.history.clone(), state.history_start
+        final = before.shape[1] - min(5, before.shape[1])  # latents of ``before`` that are final
+        gen.step([state], [(times, feats)])
+        assert state.emitted_latents == state.next_hop * g.hop_latents  # one hop more on the timeline
+        lo = max(before_start, state.history_start)  # what both histories still hold of the final latents
+        hi = before_start + final
+        if hi > lo:
+            assert torch.equal(state.history[:, lo - state.history_start : hi - state.history_start],
+                               before[:, lo - before_start : hi - before_start])  # final latents never change
+    for call in spy.calls[3:]:  # once the stream is longer than the revised span
+        mask = call["mask"][0, 0]
+        unknown_tail = len(mask) - int(torch.nonzero(mask).max()) - 1
+        assert unknown_tail == g.hop_latents + 5  # the hop and the provisional look-ahead are generated anew
+    with pytest.raises(ValueError, match="exceeds the window"):
+        StreamGeometry(hop_s=0.1, window_s=0.2, lookahead_latents=6, revise_lookahead=True)
