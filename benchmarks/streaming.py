@@ -27,9 +27,10 @@ def main() -> None:
                    help="how the networks run (frieren_rt.backends; default auto: script on CPU)")
     p.add_argument("--budget-margin", type=float, default=None,
                    help="compute budget / quiet start-up p95 (default: the backend's, streaming.builders)")
-    p.add_argument("--lookahead", type=int, default=0, help="latents generated past each hop (default 0, as serve)")
-    p.add_argument("--revise-lookahead", action="store_true",
-                   help="the next hop generates the look-ahead again (EngineOptions.revise_lookahead)")
+    p.add_argument("--lookahead", type=int, default=1, help="latents generated past each hop (default 1, as serve)")
+    p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
+                   help="the next hop generates the look-ahead again (EngineOptions.revise_lookahead; default on, "
+                   "as serve)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see BENCHMARKS.md)")
     p.add_argument("--budget-sessions", type=int, default=1,
                    help="sessions each session's latency budget covers (serve --budget-sessions)")

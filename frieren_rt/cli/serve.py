@@ -27,14 +27,15 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     # (issue 4); a shorter hop leaves more known latents in the trained 1.6 s window.
     p.add_argument("--hop", type=float, default=0.1, metavar="S",
                    help="generation hop, seconds, rounded to whole latents (default 0.1 -> 92.9 ms)")
-    p.add_argument("--lookahead", type=int, default=0, metavar="N",
-                   help="latents generated past each hop before its audio is decoded, so the VAE decoder and "
-                   "vocoder read real right context: better sound, 23.2 ms more latency each (default 0; 1 keeps "
-                   "most of the gain, 8 decodes as offline generation does)")
-    p.add_argument("--revise-lookahead", action="store_true",
-                   help="generate the --lookahead latents again at the next hop, with the video that arrived "
-                   "since, instead of keeping them: the model then sees video after every sound it commits "
-                   "(with --lookahead 5: better onsets and class, 116 ms more latency; MODEL_CARD.md)")
+    p.add_argument("--lookahead", type=int, default=1, metavar="N",
+                   help="latents generated past each hop before its audio is played, 23.2 ms of latency each "
+                   "(default 1). With --revise-lookahead (the default) the next hop generates them again with the "
+                   "video that arrived since, so the model sees video after every sound it commits: better onsets "
+                   "and class (MODEL_CARD.md; 2 gains more for 23 ms more); the VAE decoder and vocoder also read "
+                   "them as right context. 0: the lowest latency")
+    p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
+                   help="generate the --lookahead latents again at the next hop instead of keeping them as first "
+                   "generated (default: on; --no-revise-lookahead keeps them, the decoder alone reading them)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 on machines with 2 or fewer cores, where a second thread "
@@ -88,15 +89,12 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     check_backend(args.backend, args.precision, device)  # fail now (no extra, no CUDA), not per connection
     if args.lookahead < 0:
         raise ValueError("--lookahead must be >= 0 latents")
-    if getattr(args, "revise_lookahead", False) and args.lookahead == 0:
-        raise ValueError("--revise-lookahead needs --lookahead N (N > 0 latents to revise; 5 is the 0.2 s hop's "
-                         "span at the default hop)")
     if getattr(args, "budget_sessions", 1) < 1:
         raise ValueError("--budget-sessions must be >= 1")
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
                             precision=args.precision, budget_sessions=getattr(args, "budget_sessions", 1),
                             event_gate=getattr(args, "event_gate", True), lookahead=args.lookahead,
-                            revise_lookahead=getattr(args, "revise_lookahead", False))
+                            revise_lookahead=getattr(args, "revise_lookahead", True))
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)

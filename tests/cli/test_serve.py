@@ -33,12 +33,17 @@ def test_budget_sessions_below_one_is_refused_with_the_option_name() -> None:
         engine_factory(_args("--budget-sessions", "0"))
 
 
-def test_revise_lookahead_reaches_the_engine_and_needs_a_lookahead_to_revise() -> None:
-    engine = engine_factory(_args("--lookahead", "5", "--revise-lookahead"))()
+@pytest.mark.parametrize(("argv", "ahead", "revise"), [
+    ((), 1, True),  # the default: one latent, generated again by the next hop
+    (("--lookahead", "2"), 2, True),
+    (("--lookahead", "2", "--no-revise-lookahead"), 2, False),  # the decoder alone reads the look-ahead
+    (("--lookahead", "0"), 0, True),  # nothing to revise: the lowest latency
+])
+def test_lookahead_and_its_revision_reach_the_engine(argv: tuple[str, ...], ahead: int, revise: bool) -> None:
+    engine = engine_factory(_args(*argv))()
     try:
         g = engine.generator.geometry
-        assert g.lookahead_latents == 5 and g.revise_lookahead and g.generated_latents == g.hop_latents + 5
+        assert g.lookahead_latents == ahead and g.revise_lookahead is revise
+        assert g.generated_latents == g.hop_latents + (ahead if revise else 0)
     finally:
         engine.close()
-    with pytest.raises(ValueError, match="--revise-lookahead needs --lookahead"):
-        engine_factory(_args("--revise-lookahead"))
