@@ -61,6 +61,11 @@ def test_offline_generation_defaults_to_the_student_vocoder_after_the_offline_de
         args = sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4", "--vocoder", vocoder])
         assert (generate.generation_options(args).decoder, generate.generation_options(args).vocoder) == (
             "offline", vocoder)
+    # the 0.1 s hop with 5 revised latents: the 9 unknown latents the field was trained on, video after each
+    options = generate.generation_options(sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4"]))
+    assert (options.hop_s, options.lookahead, options.revise_lookahead) == (0.1, 5, True)
+    kept = sub.choices["generate"].parse_args(["in.mp4", "-o", "o.mp4", "--no-revise-lookahead", "--lookahead", "0"])
+    assert (generate.generation_options(kept).lookahead, generate.generation_options(kept).revise_lookahead) == (0, False)
 
 
 def test_a_gate_file_can_set_the_class_confidence_floor(tmp_path) -> None:

@@ -26,10 +26,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--official-sizes", choices=["official", "reduced"], default="official",
                    help="widths of the --model official files: official (published) or reduced (the parity "
                    "fixtures' widths, for tests)")
-    p.add_argument("--lookahead", type=int, default=None, metavar="N",
-                   help="latents generated past each hop before it is decoded (default: the VAE decoder's and "
-                   "vocoder's whole right context, so every hop decodes as the whole clip would; 0: as the "
-                   "streaming engine does)")
+    # The 0.1 s hop with 5 revised latents: the field then fills the 9 unknown latents it was trained on, with
+    # video after every latent it commits. Against the 0.2 s hop with the whole right context (the default
+    # before), 24 test / 30 validation clips: class accuracy 0.391 / 0.374 -> 0.446 / 0.413, learned onset F1
+    # 0.856 / 0.793 -> 0.851 / 0.811, at 0.34 instead of 0.20 s per second of audio (MODEL_CARD.md).
+    p.add_argument("--hop", type=float, default=0.1, metavar="S",
+                   help="generation hop, seconds (default 0.1: 4 latents, as the streaming engine; --model official "
+                   "keeps its own)")
+    p.add_argument("--lookahead", type=int, default=5, metavar="N",
+                   help="latents generated past each hop before its audio is kept (default 5); the VAE decoder "
+                   "and vocoder read them as right context")
+    p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
+                   help="the next hop generates the look-ahead latents again with its newer video (default on: "
+                   "the model sees video after every sound it commits; --no-revise-lookahead keeps them)")
     p.add_argument("--steps", type=int, default=None,
                    help="Euler steps (default: 1, or 25 for --model base and official)")
     p.add_argument("--sampler", choices=["euler", "dopri5"], default="euler", help="ODE solver (default: euler)")
@@ -54,15 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def generation_options(args: argparse.Namespace):  # noqa: ANN201 - GenerationOptions, imported lazily
     """The shipped-model options for ``args``: offline generation has the whole clip, so it always decodes with
     the wider offline VAE decoder when the folder has one (its 8 latents of look-ahead cost nothing here), before
-    either vocoder, and with their whole right context (``lookahead`` None) unless told otherwise."""
+    either vocoder, at the 0.1 s hop with 5 revised latents of look-ahead unless told otherwise."""
     from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
 
-    if args.lookahead is not None and args.lookahead < 0:
-        raise ValueError("--lookahead must be >= 0 latents (leave it out for the whole right context)")
+    if args.lookahead < 0:
+        raise ValueError("--lookahead must be >= 0 latents")
+    if args.hop <= 0:
+        raise ValueError("--hop must be > 0 seconds (0.1: 4 latents)")
     return GenerationOptions(variant="distill" if args.model == "small" else args.model, steps=args.steps,
                              sampler=args.sampler, cfg=args.cfg, backend=args.backend, precision=args.precision,
                              event_gate=args.event_gate, vocoder=args.vocoder, decoder="offline",
-                             lookahead=args.lookahead)
+                             lookahead=args.lookahead, revise_lookahead=args.revise_lookahead, hop_s=args.hop)
 
 
 def run(args: argparse.Namespace) -> int:
