@@ -44,9 +44,7 @@ def test_blocking_client_sends_frames_and_reads_tagged_audio(live: LiveServer) -
 def test_stream_frames_sends_every_frame_in_real_time_and_receives_audio(live: LiveServer) -> None:
     result = live.run(stream_frames(live.url, synthetic_frames(30, width=96, height=64), 30, fmt="h264",
                                     tail_s=0.8))
-    # every frame is sent or replaced by a newer one while waiting for credit (latest wins); credit comes back as
-    # the server decodes, so a loaded machine replaces some (CI, the whole suite running: 7 of 30; alone: 0-2)
-    assert result.frames_sent + result.frames_replaced == 30 and result.frames_sent >= 20
+    assert result.frames_sent + result.frames_replaced == 30 and result.frames_sent >= 25
     assert result.close_code == 1000 and not result.errors
     assert 1.4 < result.audio_s < 2.5  # paced: about 1 s of clip + the tail
     assert result.stats["frames_decoded"] >= 20
