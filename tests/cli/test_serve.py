@@ -45,5 +45,9 @@ def test_lookahead_and_its_revision_reach_the_engine(argv: tuple[str, ...], ahea
         g = engine.generator.geometry
         assert g.lookahead_latents == ahead and g.revise_lookahead is revise
         assert g.generated_latents == g.hop_latents + (ahead if revise else 0)
+        if not argv:  # the CLI's defaults are the library's (EngineOptions), not a second choice
+            from frieren_rt.streaming.builders import EngineOptions  # noqa: PLC0415
+
+            assert (EngineOptions().lookahead, EngineOptions().revise_lookahead) == (ahead, revise)
     finally:
         engine.close()
