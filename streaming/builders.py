@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from frieren_rt.backends import apply_backend, resolve_backend
+from frieren_rt.backends import apply_backend
 from frieren_rt.streaming.clock import Clock, MonotonicClock
 from frieren_rt.streaming.engine import Engine, EngineConfig
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, euler_sampler
@@ -104,16 +104,9 @@ class EngineOptions:
     # 0.420, for 23 ms (2 latents: more on test, 46 ms; issue 4 holds glass-to-ear p50 to 250 ms; MODEL_CARD.md).
     lookahead: int = 1
     revise_lookahead: bool = True
-    # EngineConfig.budget_margin: the compute budget is this times the quiet start-up p95. None: 2.0 for eager
-    # networks, whose live hops the event loop's GIL traffic slowed by up to 1.65x at p99 (issue 4 profile), and
-    # SCRIPT_BUDGET_MARGIN for the GIL-free "script" backend, whose live hops run as fast as the quiet ones.
+    # EngineConfig.budget_margin: the compute budget is this times the p95 of the quietest start-up calibration
+    # round. None: EngineConfig's (2.0) for every backend.
     budget_margin: float | None = None
-
-
-# Live hop p99 / quiet start-up p95 with the "script" backend on the 2-core AMD EPYC: 1.4-1.8 (BENCHMARKS.md,
-# 5-minute soaks): at 1.5, 41 underruns in 300 s; at 1.75, 1 underrun and glass-to-ear p50 214 ms; at 2.0,
-# none and 242 ms.
-SCRIPT_BUDGET_MARGIN = 1.75
 
 
 def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | None = None,
@@ -187,10 +180,7 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
                                                                lookahead=options.lookahead,
                                                                revise_lookahead=options.revise_lookahead),
                                   device=options.device)
-    margin = options.budget_margin
-    if margin is None:
-        scripted = resolve_backend(options.backend, options.device, options.precision) == "script"
-        margin = SCRIPT_BUDGET_MARGIN if scripted else EngineConfig.budget_margin
+    margin = EngineConfig.budget_margin if options.budget_margin is None else options.budget_margin
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),
                   clock=clock or MonotonicClock(),
                   config=EngineConfig(feature_dim=pipe.model.cfg.feature_dim, max_batch=options.max_batch,

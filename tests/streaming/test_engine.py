@@ -160,6 +160,7 @@ def test_a_session_too_far_behind_skips_ahead_instead_of_lagging_for_ever() -> N
 from frieren_rt.streaming.engine import (  # noqa: E402
     HopEvent,
     budget_from_samples,
+    quietest_round,
     timing_percentiles,
     video_covered_until,
 )
@@ -208,6 +209,14 @@ def test_budget_is_the_margin_times_the_p95_of_the_samples_with_a_floor() -> Non
         budget_from_samples([], margin=1.0, floor_s=0.0)
 
 
+def test_calibration_keeps_the_round_with_the_smallest_p95() -> None:
+    burst, slow, quiet = [0.01] * 18 + [0.05, 0.05], [0.02] * 20, [0.012] * 20  # p95: 0.05, 0.02, 0.012
+    assert quietest_round([burst, slow, quiet]) == quiet
+    assert quietest_round([slow]) == slow
+    with pytest.raises(ValueError, match="no calibration rounds"):
+        quietest_round([])
+
+
 def test_without_a_fixed_budget_the_engine_measures_warm_hops_and_leaves_no_session_behind() -> None:
     spy = BatchSpy(tiny_vector_field(raw_dim=D))
     clock = ManualClock(0.0, auto_advance=True)
@@ -217,6 +226,9 @@ def test_without_a_fixed_budget_the_engine_measures_warm_hops_and_leaves_no_sess
     try:
         assert len(engine.calibration_s) == 6 and all(s > 0 for s in engine.calibration_s)
         assert set(spy.batch_sizes) == {1, 2}  # one session alone and two batched, as live sessions share hops
+        # every round runs at each batch size (the quietest is kept: a lone round's budget moved 1.9x)
+        per_hop = spy.batch_sizes.count(1) / (cfg.calibration_rounds * cfg.calibration_hops)
+        assert per_hop == spy.batch_sizes.count(2) / (cfg.calibration_rounds * cfg.calibration_hops) == 1
         assert engine.calibration_s == engine.batch_calibration_s[1] and len(engine.batch_calibration_s[2]) == 6
         pair = cfg.budget_margin * np.percentile(engine.batch_calibration_s[2], 95)
         assert engine.compute_budget_s == pytest.approx(pair)  # every session's latency covers a batch of two

@@ -248,11 +248,11 @@ def test_demo_glass_to_ear_holds_when_the_senders_first_frame_is_late(tmp_path, 
     assert r.engine_latency_s < r.glass_to_ear_s < r.engine_latency_s + 0.1  # transport, not the 150 ms
 
 
-def test_the_shipped_engine_runs_frozen_graphs_on_cpu_with_their_budget_margin() -> None:
+def test_the_shipped_engine_runs_frozen_graphs_on_cpu_with_the_default_budget_margin() -> None:
     """EngineOptions' default backend "auto" is "script" on CPU (frieren_rt.backends: the hop's networks off the
-    GIL), and the compute budget then takes SCRIPT_BUDGET_MARGIN; eager keeps EngineConfig's 2.0."""
+    GIL); the compute budget takes EngineConfig's margin unless the options name one."""
     from frieren_rt.backends import Scripted, ScriptedVelocity  # noqa: PLC0415
-    from frieren_rt.streaming.builders import SCRIPT_BUDGET_MARGIN, EngineOptions, build_engine  # noqa: PLC0415
+    from frieren_rt.streaming.builders import EngineOptions, build_engine  # noqa: PLC0415
     from frieren_rt.streaming.engine import EngineConfig  # noqa: PLC0415
 
     try:
@@ -262,7 +262,7 @@ def test_the_shipped_engine_runs_frozen_graphs_on_cpu_with_their_budget_margin()
     gen = engine.generator
     assert isinstance(gen.velocity, ScriptedVelocity)
     assert isinstance(gen.decoder, Scripted) and isinstance(gen.vocoder, Scripted)
-    assert engine.config.budget_margin == SCRIPT_BUDGET_MARGIN < EngineConfig.budget_margin
-    eager = build_engine(None, EngineOptions(backend="eager"))
+    assert engine.config.budget_margin == EngineConfig.budget_margin
+    eager = build_engine(None, EngineOptions(backend="eager", budget_margin=2.5))
     assert not isinstance(eager.generator.vocoder, Scripted)
-    assert eager.config.budget_margin == EngineConfig.budget_margin
+    assert eager.config.budget_margin == 2.5
