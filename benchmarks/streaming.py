@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--backend", default="auto",
                    help="how the networks run (frieren_rt.backends; default auto: script on CPU)")
     p.add_argument("--budget-margin", type=float, default=None,
-                   help="compute budget / quiet start-up p95 (default: the backend's, streaming.builders)")
+                   help="compute budget / p95 of the quietest start-up calibration round (default 2.0, EngineConfig)")
     p.add_argument("--lookahead", type=int, default=1, help="latents generated past each hop (default 1, as serve)")
     p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
                    help="the next hop generates the look-ahead again (EngineOptions.revise_lookahead; default on, "
