@@ -21,13 +21,30 @@ from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
 from frieren_rt.windowing.gate import EventGate, GateConfig, detector_posteriors
 
-__all__ = ["GenerationOptions", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
+__all__ = ["GenerationOptions", "HopGeometry", "GENERATE_GEOMETRY", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
 
 # Shipped model variants (issue 3, "Shipped weights") and the CFG scale each is sampled with by default:
 # the base and reflow models use CFG 4.5 (Frieren); the distilled student has CFG inside its guided velocity
 # (two passes); "single" folded CFG into its weights (one pass, no guidance at run time).
 VARIANTS: dict[str, float] = {"base": 4.5, "reflow": 4.5, "distill": 4.5, "single": 1.0}
 DEFAULT_STEPS: dict[str, int] = {"base": 25, "reflow": 1, "distill": 1, "single": 1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HopGeometry:
+    """How a caller cuts the stream into hops (the GenerationOptions fields of the same names): the hop, the
+    latents generated past it (None: the whole right context) and whether the next hop generates them again."""
+
+    hop_s: float
+    lookahead: int | None
+    revise_lookahead: bool
+
+
+# `frieren-rt generate`'s defaults (cli/generate.py; the evaluation's "generate" rows): the 0.1 s hop with 5 revised
+# latents, so the field fills the 9 unknown latents it was trained on with video after every latent it commits
+# (MODEL_CARD.md, "What was tried": class 0.391 / 0.374 -> 0.446 / 0.413 on 24 test / 30 validation clips
+# against the 0.2 s hop with the whole right context).
+GENERATE_GEOMETRY = HopGeometry(hop_s=0.1, lookahead=5, revise_lookahead=True)
 
 
 def default_weights_dir() -> Path:

@@ -21,16 +21,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--row", action="append", default=None,
                    metavar="VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]]",
                    help="evaluate this row instead of the table (repeatable), e.g. --row base:25:2 --row distill:1 "
-                   "--row distill:1@student/offline (frieren-rt generate's default: the student vocoder after the "
-                   "offline VAE decoder) --row distill:1@hifigan")
+                   "--row distill:1@student/offline#generate (frieren-rt generate's default: the student vocoder "
+                   "after the offline VAE decoder, at generate's hop and look-ahead) --row single:1#engine (serve's "
+                   "default) --row distill:1@hifigan; #engine / #generate override --hop and --lookahead")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
     p.add_argument("--hop", type=float, default=None, metavar="S",
-                   help="generation hop in seconds (default: offline generation's 0.2 s, 9 latents; 0.1 is the "
-                   "streaming engine's 4-latent 92.9 ms hop)")
+                   help="generation hop in seconds of the rows without a product geometry (default 0.2 s, 9 "
+                   "latents, the model rows' common ground; 0.1 is the engine's and generate's 4-latent 92.9 ms hop)")
     p.add_argument("--lookahead", default="0", metavar="N|full",
-                   help="latents generated past each hop before it is decoded (default 0, as the streaming engine; "
-                   "'full': the decoder's and vocoder's whole right context, as frieren-rt generate)")
+                   help="latents generated past each hop before it is decoded (default 0; 'full': the decoder's and "
+                   "vocoder's whole right context; the engine rows use serve's 1 revised, generate's 5 revised)")
     p.add_argument("--revise-lookahead", action="store_true",
                    help="the next hop generates the --lookahead latents again with its newer video instead of "
                    "keeping them (the vector field, not only the decoder, sees video after what it commits)")

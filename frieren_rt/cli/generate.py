@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from frieren_rt.cli.serve import add_backend_args, add_gate_arg
+from frieren_rt.pipeline import GENERATE_GEOMETRY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,17 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--official-sizes", choices=["official", "reduced"], default="official",
                    help="widths of the --model official files: official (published) or reduced (the parity "
                    "fixtures' widths, for tests)")
-    # The 0.1 s hop with 5 revised latents: the field then fills the 9 unknown latents it was trained on, with
-    # video after every latent it commits. Against the 0.2 s hop with the whole right context (the default
-    # before), 24 test / 30 validation clips: class accuracy 0.391 / 0.374 -> 0.446 / 0.413, learned onset F1
-    # 0.856 / 0.793 -> 0.851 / 0.811, at 0.34 instead of 0.20 s per second of audio (MODEL_CARD.md).
-    p.add_argument("--hop", type=float, default=0.1, metavar="S",
-                   help="generation hop, seconds (default 0.1: 4 latents, as the streaming engine; --model official "
-                   "keeps its own)")
-    p.add_argument("--lookahead", type=int, default=5, metavar="N",
-                   help="latents generated past each hop before its audio is kept (default 5); the VAE decoder "
-                   "and vocoder read them as right context")
-    p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
+    # pipeline.GENERATE_GEOMETRY: the 0.1 s hop with 5 revised latents. Against the 0.2 s hop with the whole right
+    # context (the default before), 24 test / 30 validation clips: class accuracy 0.391 / 0.374 -> 0.446 / 0.413,
+    # learned onset F1 0.856 / 0.793 -> 0.851 / 0.811, at 0.34 instead of 0.20 s per second of audio (MODEL_CARD.md).
+    p.add_argument("--hop", type=float, default=GENERATE_GEOMETRY.hop_s, metavar="S",
+                   help=f"generation hop, seconds (default {GENERATE_GEOMETRY.hop_s}: 4 latents, as the streaming "
+                   "engine; --model official keeps its own)")
+    p.add_argument("--lookahead", type=int, default=GENERATE_GEOMETRY.lookahead, metavar="N",
+                   help=f"latents generated past each hop before its audio is kept (default "
+                   f"{GENERATE_GEOMETRY.lookahead}); the VAE decoder and vocoder read them as right context")
+    p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction,
+                   default=GENERATE_GEOMETRY.revise_lookahead,
                    help="the next hop generates the look-ahead latents again with its newer video (default on: "
                    "the model sees video after every sound it commits; --no-revise-lookahead keeps them)")
     p.add_argument("--steps", type=int, default=None,

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from frieren_rt.pipeline import GENERATE_GEOMETRY, HopGeometry
+
 __all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table", "split_clips"]
 
 
@@ -29,7 +31,10 @@ class EvalRow:
     cfg (None = the variant's default); event_gate: the engine's event gate (frieren_rt/windowing/gate.py);
     tail_cfg: the guidance scale on sounds' tails (GenerationOptions.tail_cfg); vocoder: "student" or "hifigan"
     for this row (None: the evaluation's --vocoder); decoder: "streaming" or "offline" VAE decoder
-    (GenerationOptions.decoder; None: "auto", the offline one with HiFi-GAN universal)."""
+    (GenerationOptions.decoder; None: "auto", the offline one with HiFi-GAN universal); geometry: a product's own
+    hop and look-ahead for this row, "engine" (``serve``'s defaults, EngineOptions) or "generate"
+    (pipeline.GENERATE_GEOMETRY), so the table shows what each product ships (None: the evaluation's --hop and
+    --lookahead)."""
 
     name: str
     variant: str | None
@@ -40,6 +45,21 @@ class EvalRow:
     tail_cfg: float | None = None
     vocoder: str | None = None
     decoder: str | None = None
+    geometry: str | None = None
+
+
+def row_geometry(row: EvalRow, default: HopGeometry) -> HopGeometry:
+    """The hop and look-ahead a generated row runs with: its product's (``row.geometry``) or ``default``."""
+    if row.geometry is None:
+        return default
+    if row.geometry == "generate":
+        return GENERATE_GEOMETRY
+    if row.geometry == "engine":
+        from frieren_rt.streaming.builders import EngineOptions  # noqa: PLC0415
+
+        e = EngineOptions()
+        return HopGeometry(hop_s=e.hop_s, lookahead=e.lookahead, revise_lookahead=e.revise_lookahead)
+    raise ValueError(f"unknown row geometry {row.geometry!r}; choose engine or generate")
 
 
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
@@ -57,11 +77,15 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("reflow, Euler 25", "reflow", 25),
     EvalRow("reflow + distill, Euler 1", "distill", 1),
     EvalRow("single-pass student, Euler 1", "single", 1),
-    # Offline generation (frieren-rt generate): its default, the student after the offline decoder, and its
-    # --vocoder hifigan, the pretrained teacher (too slow to stream).
-    EvalRow("reflow + distill, Euler 1, offline decoder + student (generate's default)", "distill", 1,
-            vocoder="student", decoder="offline"),
-    EvalRow("reflow + distill, Euler 1, HiFi-GAN universal (offline)", "distill", 1, vocoder="hifigan"),
+    # The products as they ship: the live engine (serve's hop and revised look-ahead; the single-pass student is
+    # its default model) and offline generation (frieren-rt generate: its hop and look-ahead, the student vocoder
+    # after the offline decoder), then generate's --vocoder hifigan, the pretrained teacher (too slow to stream).
+    EvalRow("single-pass student, Euler 1, as the engine streams (serve's defaults)", "single", 1, geometry="engine"),
+    EvalRow("reflow + distill, Euler 1, as the engine streams (serve's defaults)", "distill", 1, geometry="engine"),
+    EvalRow("reflow + distill, Euler 1, as generate runs (its defaults: offline decoder + student)", "distill", 1,
+            vocoder="student", decoder="offline", geometry="generate"),
+    EvalRow("reflow + distill, Euler 1, as generate --vocoder hifigan runs (HiFi-GAN universal)", "distill", 1,
+            vocoder="hifigan", geometry="generate"),
     EvalRow("reflow + distill, Euler 1, no event gate", "distill", 1, event_gate=False),
     EvalRow("single-pass student, Euler 1, no event gate", "single", 1, event_gate=False),
 )
@@ -69,8 +93,10 @@ QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
     "true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
     "true audio through VAE (offline decoder) + student vocoder (generate's audio-stack ceiling)",
-    "reflow + distill, Euler 1, offline decoder + student (generate's default)",
-    "reflow + distill, Euler 1, HiFi-GAN universal (offline)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
+    "single-pass student, Euler 1, as the engine streams (serve's defaults)",
+    "reflow + distill, Euler 1, as the engine streams (serve's defaults)",
+    "reflow + distill, Euler 1, as generate runs (its defaults: offline decoder + student)",
+    "reflow + distill, Euler 1, as generate --vocoder hifigan runs (HiFi-GAN universal)", "base, Euler 1", "base, Euler 25", "reflow, Euler 1",
     "reflow + distill, Euler 1", "single-pass student, Euler 1", "reflow + distill, Euler 1, no event gate",
     "single-pass student, Euler 1, no event gate"})
 
@@ -128,29 +154,35 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
 
 
 def parse_row(spec: str) -> EvalRow:
-    """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]]`` (e.g. ``distill:1``, ``base:25:2``,
-    ``base:25:4.5:1.5``, ``distill:1@hifigan``, ``distill:1@student/offline``: generate's default) -> an Euler row
-    with the event gate on, named after the spec; ValueError saying the format otherwise."""
+    """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]][#GEOMETRY]`` (e.g. ``distill:1``, ``base:25:2``,
+    ``base:25:4.5:1.5``, ``distill:1@hifigan``, ``distill:1@student/offline#generate``: generate's default,
+    ``single:1#engine``: serve's) -> an Euler row with the event gate on, named after the spec; ValueError saying
+    the format otherwise."""
     from frieren_rt.pipeline import VARIANTS  # noqa: PLC0415
 
+    full = spec
+    spec, hash_, geometry = spec.partition("#")
     spec, _, audio = spec.partition("@")
     vocoder, _, decoder = audio.partition("/")
     parts = spec.split(":")
     try:
         if (not 2 <= len(parts) <= 4 or parts[0] not in VARIANTS or vocoder not in ("", "student", "hifigan")
-                or decoder not in ("", "streaming", "offline") or (decoder and not vocoder)):
+                or decoder not in ("", "streaming", "offline") or (decoder and not vocoder)
+                or geometry not in (("engine", "generate") if hash_ else ("",))):
             raise ValueError
         steps = int(parts[1])
         cfg, tail = (float(x) if x else None for x in (parts[2:] + ["", ""])[:2])
     except ValueError:
-        raise ValueError(f"row {spec + ('@' + audio if audio else '')!r}: expected "
-                         f"VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan[/streaming|/offline]] with VARIANT one "
-                         f"of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5, distill:1@hifigan or "
-                         f"distill:1@student/offline") from None
+        raise ValueError(f"row {full!r}: expected "
+                         f"VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan[/streaming|/offline]][#engine|#generate] "
+                         f"with VARIANT one of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5, distill:1@hifigan, "
+                         f"single:1#engine or distill:1@student/offline#generate") from None
     name = f"{parts[0]}, Euler {steps}" + ("" if cfg is None else f", CFG {cfg:g}") + (
         "" if tail is None else f", tail CFG {tail:g}") + (f", {vocoder}" if vocoder else "") + (
-        f" after the {decoder} decoder" if decoder else "")
-    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None, decoder=decoder or None)
+        f" after the {decoder} decoder" if decoder else "") + (
+        {"engine": ", as the engine streams", "generate": ", as generate runs"}.get(geometry, ""))
+    return EvalRow(name, parts[0], steps, cfg=cfg, tail_cfg=tail, vocoder=vocoder or None, decoder=decoder or None,
+                   geometry=geometry or None)
 
 
 def split_clips(split: str, clips: int, *, progress: bool = True) -> list:
@@ -177,6 +209,8 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    default_geometry = HopGeometry(hop_s=GenerationOptions.hop_s if hop_s is None else hop_s, lookahead=lookahead,
+                                   revise_lookahead=revise_lookahead)
     tools = eval_tools(train_clips)
     test = split_clips(split, clips)
     truth, true_emb, true_post = true_references(test, tools)
@@ -194,11 +228,12 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
                         for c in tqdm(test, desc=row.name)]
             timing = None
         else:
+            geom = row_geometry(row, default_geometry)
             options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
                                         vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
                                         tail_cfg=row.tail_cfg, decoder=row.decoder or "auto",
-                                        lookahead=lookahead, revise_lookahead=revise_lookahead,
-                                        **({} if hop_s is None else {"hop_s": hop_s}))
+                                        lookahead=geom.lookahead, revise_lookahead=geom.revise_lookahead,
+                                        hop_s=geom.hop_s)
             key = (row.variant, options.vocoder, options.decoder)
             if key not in pipes:
                 pipes[key] = FoleyPipeline.from_dir(weights, options)
@@ -214,6 +249,8 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = {"total_s_per_audio_s": seconds / audio_s,
                       **{f"{k}_s_per_audio_s": v / audio_s for k, v in stages.items()}}
         results[row.name] = {"row": asdict(row), **_summarise(per_clip, true_emb, true_post), "timing": timing}
+        if row.variant not in (None, "mismatched", "reconstruction"):
+            results[row.name]["geometry"] = asdict(geom)
     report = {"clips": clips, "split": split, "hop_s": hop_s, "lookahead": lookahead, "revise_lookahead": revise_lookahead, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
               "vocoder": vocoder, "rows": results}
     if out is not None:

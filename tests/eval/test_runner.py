@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frieren_rt.eval.runner import EvalRow, parse_row
+from frieren_rt.eval.runner import DEFAULT_ROWS, QUICK_ROWS, EvalRow, parse_row, row_geometry
 
 
 def test_a_row_spec_names_variant_steps_and_guidance():
@@ -20,15 +20,40 @@ def test_a_row_spec_can_choose_its_vocoder():
 
 
 def test_a_row_spec_can_choose_its_vae_decoder():
-    row = parse_row("distill:1@student/offline")  # frieren-rt generate's default
+    row = parse_row("distill:1@student/offline")  # frieren-rt generate's vocoder and decoder
     assert (row.vocoder, row.decoder, row.name) == ("student", "offline", "distill, Euler 1, student after the "
                                                     "offline decoder")
     assert parse_row("distill:1@hifigan/streaming").decoder == "streaming"
     assert parse_row("distill:1").decoder is None  # the pipeline's "auto"
 
 
+def test_a_row_spec_can_run_at_a_products_own_hop_and_lookahead():
+    from frieren_rt.pipeline import GENERATE_GEOMETRY, HopGeometry
+    from frieren_rt.streaming.builders import EngineOptions
+
+    default = HopGeometry(hop_s=0.2, lookahead=0, revise_lookahead=False)  # the evaluation's --hop / --lookahead
+    row = parse_row("distill:1@student/offline#generate")
+    assert row.geometry == "generate" and row.name.endswith(", as generate runs")
+    assert row_geometry(row, default) == GENERATE_GEOMETRY
+    engine = row_geometry(parse_row("single:1#engine"), default)
+    e = EngineOptions()  # serve's defaults, not a second copy of them
+    assert (engine.hop_s, engine.lookahead, engine.revise_lookahead) == (e.hop_s, e.lookahead, e.revise_lookahead)
+    assert row_geometry(parse_row("distill:1"), default) == default
+
+
+def test_the_tables_product_rows_run_as_the_products_ship():
+    by_geometry = {}
+    for row in DEFAULT_ROWS:
+        by_geometry.setdefault(row.geometry, []).append(row)
+    assert {(r.variant, r.vocoder, r.decoder) for r in by_geometry["generate"]} == {
+        ("distill", "student", "offline"), ("distill", "hifigan", None)}  # generate's default, then --vocoder hifigan
+    assert {r.variant for r in by_geometry["engine"]} == {"single", "distill"}
+    assert all(r in QUICK_ROWS for r in by_geometry["engine"] + by_geometry["generate"])
+
+
 @pytest.mark.parametrize("spec", ["distill", "teacher:1", "base:x", "base:25:a", "base:25:4.5:1.5:9",
-                                  "distill:1@griffinlim", "distill:1@student/wide", "distill:1@/offline"])
+                                  "distill:1@griffinlim", "distill:1@student/wide", "distill:1@/offline",
+                                  "distill:1#offline", "single:1@student#"])
 def test_a_malformed_row_spec_says_the_format(spec):
     with pytest.raises(ValueError, match="VARIANT:STEPS"):
         parse_row(spec)
