@@ -31,6 +31,8 @@ def main() -> None:
     p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
                    help="the next hop generates the look-ahead again (EngineOptions.revise_lookahead; default on, "
                    "as serve)")
+    p.add_argument("--seam-in-lookahead", action="store_true",
+                   help="the seam crossfade inside the look-ahead (EngineOptions.lookahead_seam; serve's flag)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see BENCHMARKS.md)")
     p.add_argument("--budget-sessions", type=int, default=1,
                    help="sessions each session's latency budget covers (serve --budget-sessions)")
@@ -46,7 +48,7 @@ def main() -> None:
     cfg = ProfileConfig(sessions=tuple(args.sessions), duration_s=args.seconds, transport=args.transport)
     options = EngineOptions(window_s=args.window, hop_s=args.hop, budget_sessions=args.budget_sessions,
                             backend=args.backend, budget_margin=args.budget_margin, lookahead=args.lookahead,
-                            revise_lookahead=args.revise_lookahead)
+                            revise_lookahead=args.revise_lookahead, lookahead_seam=args.seam_in_lookahead)
     report, _ = run_profile(cfg, engine=lambda: build_engine(args.weights, options))
     print(markdown_table(report))
     print("engine latency by part (ms):", json.dumps(report.get("engine", {}).get("latency_ms", {})))

@@ -38,6 +38,7 @@ class HopGeometry:
     hop_s: float
     lookahead: int | None
     revise_lookahead: bool
+    lookahead_seam: bool = False
 
 
 # `frieren-rt generate`'s defaults (cli/generate.py; the evaluation's "generate" rows): the 0.1 s hop with 5 revised
@@ -70,7 +71,9 @@ class GenerationOptions:
     vocoder see real right context (StreamGeometry.lookahead_latents; 23.2 ms of latency each): 0 (streaming),
     or None for their whole right context (offline: decoding then equals decoding the whole clip at once);
     revise_lookahead: the next hop generates the look-ahead latents again with its newer video instead of keeping
-    them (StreamGeometry.revise_lookahead), so the vector field too sees video after what it commits."""
+    them (StreamGeometry.revise_lookahead), so the vector field too sees video after what it commits.
+    lookahead_seam: the seam crossfade lies in the look-ahead, 20 ms less latency for a little class and sync
+    (StreamGeometry.seam_in_lookahead; needs lookahead >= 1)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"
@@ -86,6 +89,7 @@ class GenerationOptions:
     tail_cfg: float | None = None
     lookahead: int | None = 0
     revise_lookahead: bool = False
+    lookahead_seam: bool = False
 
     def __post_init__(self) -> None:
         if self.variant != "auto" and self.variant not in VARIANTS:
@@ -278,7 +282,8 @@ class FoleyPipeline:
         ahead = (lookahead_latents_for(right_latents, right_mels) if self.options.lookahead is None
                  else self.options.lookahead)
         return self.geometry.with_(context_latents=context_latents_for(left_latents, left_mels),
-                                   lookahead_latents=ahead, revise_lookahead=self.options.revise_lookahead)
+                                   lookahead_latents=ahead, revise_lookahead=self.options.revise_lookahead,
+                                   lookahead_seam=self.options.lookahead_seam)
 
     def generator(self) -> WindowedGenerator:
         return WindowedGenerator(

@@ -104,6 +104,11 @@ class EngineOptions:
     # 0.420, for 23 ms (2 latents: more on test, 46 ms; issue 4 holds glass-to-ear p50 to 250 ms; MODEL_CARD.md).
     lookahead: int = 1
     revise_lookahead: bool = True
+    # GenerationOptions.lookahead_seam: the seam crossfade in the look-ahead's audio instead of held back from the
+    # hop's, 20 ms less latency; off by default, as it cost the single-pass student 9 of 488 events' class and
+    # 0.01 flux onset F1 (MODEL_CARD.md, "What was tried"). With it, one revised latent is the lowest-latency
+    # setting that keeps the look-ahead's sync (--lookahead 0 loses it).
+    lookahead_seam: bool = False
     # EngineConfig.budget_margin: the compute budget is this times the p95 of the quietest start-up calibration
     # round. None: EngineConfig's (2.0) for every backend.
     budget_margin: float | None = None
@@ -119,7 +124,7 @@ def random_engine(options: EngineOptions = EngineOptions(), *, clock: Clock | No
     field = VectorField(preset("small", depth=1, hidden=64, heads=1, cond_dim=32, raw_cond_dim=feature_dim,
                                zero_init=False, latent_channels=channels)).eval()
     geometry = StreamGeometry(window_s=options.window_s, hop_s=options.hop_s, lookahead_latents=options.lookahead,
-                              revise_lookahead=options.revise_lookahead)
+                              revise_lookahead=options.revise_lookahead, lookahead_seam=options.lookahead_seam)
     velocity = apply_backend(field, options.backend, device=options.device, precision=options.precision)
     generator = WindowedGenerator(geometry=geometry, velocity=velocity,
                                   decoder=_RandomDecoder(channels).eval(),
@@ -178,7 +183,8 @@ def build_engine(model_dir: Path | None, options: EngineOptions = EngineOptions(
                                                                precision=options.precision,
                                                                event_gate=options.event_gate,
                                                                lookahead=options.lookahead,
-                                                               revise_lookahead=options.revise_lookahead),
+                                                               revise_lookahead=options.revise_lookahead,
+                                                               lookahead_seam=options.lookahead_seam),
                                   device=options.device)
     margin = EngineConfig.budget_margin if options.budget_margin is None else options.budget_margin
     return Engine(generator=pipe.generator(), features=MotionAwareFeatures(pipe.features),

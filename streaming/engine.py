@@ -14,9 +14,10 @@ unrelated moments (mean batch 1.29 with 2 sessions) and queued behind each other
 only where a session's audio timeline begins: audio for capture time t still plays at ``t + latency``.
 
 Latency is fixed by construction (../shared/reference/streaming.md, "Audio/video sync tolerances"): FIFO
-sample 0 plays at ``start + latency - crossfade``, so audio for capture time t plays at ``t + latency``;
+sample 0 plays at ``start + latency - delay`` (delay: the generator's ``stream_delay_samples``, the held-back
+look-ahead or crossfade), so audio for capture time t plays at ``t + latency``;
 anything later than that is dropped and shows as an underrun instead of growing the delay. The latency is a sum
-of named parts (:class:`LatencyBudget`): the hop, the held-back crossfade and resampler look-ahead, the wait
+of named parts (:class:`LatencyBudget`): the hop, the held-back look-ahead or crossfade and the resampler's, the wait
 for video to cover the hop, one output frame, and the compute budget, which is measured at start-up
 (:meth:`Engine.calibrate`: p95 of warm hops times a margin, at batch 1 and at ``budget_sessions``) unless the
 config fixes it (issue 4). A session's latency is fixed when it opens, sized for the batch it will share: the
@@ -144,8 +145,9 @@ class EngineConfig:
 class LatencyBudget:
     """Capture time -> play time, by part (seconds). ``total`` is the engine's fixed playout latency.
 
-    hop: video must cover a whole hop before it is generated. held: the crossfade tail held back for the next
-    seam plus the resampler's look-ahead. video_wait: from the hop's end until it is due (a later frame, or the
+    hop: video must cover a whole hop before it is generated. held: the look-ahead latents and the crossfade tail
+    held back for the next seam (none when the seam lies in the look-ahead: StreamGeometry.seam_in_lookahead),
+    plus the resampler's look-ahead. video_wait: from the hop's end until it is due (a later frame, or the
     frame grace plus one poll). output_frame: audio leaves in whole 20 ms frames. compute: the budget for one
     hop's model work (features .. resample) and its hand-off to and from the worker thread."""
 

@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--revise-lookahead", action="store_true",
                    help="the next hop generates the --lookahead latents again with its newer video instead of "
                    "keeping them (the vector field, not only the decoder, sees video after what it commits)")
+    p.add_argument("--seam-in-lookahead", action="store_true",
+                   help="crossfade each seam inside the --lookahead latents' audio (serve --seam-in-lookahead)")
     p.add_argument("-o", "--output", type=Path, default=Path("eval.json"), help="JSON report (default eval.json)")
     p.set_defaults(func=run)
 
@@ -49,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--hop must be > 0 seconds (0.1: the streaming engine's hop)")
     if args.lookahead != "full" and not (args.lookahead.isdigit()):
         raise ValueError(f"--lookahead must be a whole number of latents or 'full', got {args.lookahead!r}")
+    if args.seam_in_lookahead and args.lookahead == "0":
+        raise ValueError("--seam-in-lookahead needs --lookahead 1 or more (the seam lies in the look-ahead's audio)")
     report = evaluate(args.weights, clips=args.clips, rows=rows, vocoder=args.vocoder, out=args.output,
                       split=args.split, hop_s=args.hop,
                       lookahead=None if args.lookahead == "full" else int(args.lookahead),
-                      revise_lookahead=args.revise_lookahead)
+                      revise_lookahead=args.revise_lookahead, lookahead_seam=args.seam_in_lookahead)
     print(markdown_table(report))
     print(f"(report: {args.output})")
     return 0

@@ -32,10 +32,15 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    "(default 1). With --revise-lookahead (the default) the next hop generates them again with the "
                    "video that arrived since, so the model sees video after every sound it commits: better onsets "
                    "and class (MODEL_CARD.md; 2 gains more for 23 ms more); the VAE decoder and vocoder also read "
-                   "them as right context. 0: the lowest latency")
+                   "them as right context. 0: the lowest latency (--seam-in-lookahead with 1 keeps most of the sync "
+                   "for 20 ms less)")
     p.add_argument("--revise-lookahead", action=argparse.BooleanOptionalAction, default=True,
                    help="generate the --lookahead latents again at the next hop instead of keeping them as first "
                    "generated (default: on; --no-revise-lookahead keeps them, the decoder alone reading them)")
+    p.add_argument("--seam-in-lookahead", action="store_true",
+                   help="crossfade each seam inside the look-ahead's audio instead of holding 20 ms of the hop "
+                   "back: 20 ms less latency for a little class accuracy and sync (needs --lookahead >= 1; with 1 "
+                   "revised latent it keeps most of the look-ahead's sync, which --lookahead 0 loses; MODEL_CARD.md)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 on machines with 2 or fewer cores, where a second thread "
@@ -89,12 +94,15 @@ def engine_factory(args: argparse.Namespace):  # noqa: ANN201
     check_backend(args.backend, args.precision, device)  # fail now (no extra, no CUDA), not per connection
     if args.lookahead < 0:
         raise ValueError("--lookahead must be >= 0 latents")
+    if getattr(args, "seam_in_lookahead", False) and args.lookahead < 1:
+        raise ValueError("--seam-in-lookahead needs --lookahead 1 or more (the seam lies in the look-ahead's audio)")
     if getattr(args, "budget_sessions", 1) < 1:
         raise ValueError("--budget-sessions must be >= 1")
     options = EngineOptions(window_s=args.window, hop_s=args.hop, device=device, backend=args.backend,
                             precision=args.precision, budget_sessions=getattr(args, "budget_sessions", 1),
                             event_gate=getattr(args, "event_gate", True), lookahead=args.lookahead,
-                            revise_lookahead=getattr(args, "revise_lookahead", True))
+                            revise_lookahead=getattr(args, "revise_lookahead", True),
+                            lookahead_seam=getattr(args, "seam_in_lookahead", False))
     if args.random_model:
         print("WARNING: --random-model: an untrained random model; the generated audio is noise")
         return lambda: random_engine(options)

@@ -58,7 +58,8 @@ def row_geometry(row: EvalRow, default: HopGeometry) -> HopGeometry:
         from frieren_rt.streaming.builders import EngineOptions  # noqa: PLC0415
 
         e = EngineOptions()
-        return HopGeometry(hop_s=e.hop_s, lookahead=e.lookahead, revise_lookahead=e.revise_lookahead)
+        return HopGeometry(hop_s=e.hop_s, lookahead=e.lookahead, revise_lookahead=e.revise_lookahead,
+                           lookahead_seam=e.lookahead_seam)
     raise ValueError(f"unknown row geometry {row.geometry!r}; choose engine or generate")
 
 
@@ -198,19 +199,21 @@ def split_clips(split: str, clips: int, *, progress: bool = True) -> list:
 
 def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] = DEFAULT_ROWS,
              train_clips: int = 200, vocoder: str = "auto", out: Path | None = None, split: str = "test",
-             hop_s: float | None = None, lookahead: int | None = 0, revise_lookahead: bool = False) -> dict:
+             hop_s: float | None = None, lookahead: int | None = 0, revise_lookahead: bool = False,
+             lookahead_seam: bool = False) -> dict:
     """Run ``rows`` on the first ``clips`` world clips of ``split`` (test; train checks fitting rather than
     generalisation); returns (and writes to ``out``) a JSON dict. ``hop_s``: the generated rows' hop (None:
     GenerationOptions' offline 0.2 s; the streaming engine runs 0.1); ``lookahead``: GenerationOptions.lookahead
     (0 as the streaming engine; None as ``frieren-rt generate``); ``revise_lookahead``: the vector field generates
-    the look-ahead again at the next hop (GenerationOptions.revise_lookahead)."""
+    the look-ahead again at the next hop (GenerationOptions.revise_lookahead); ``lookahead_seam``: the seam
+    crossfade in the look-ahead (GenerationOptions.lookahead_seam). Rows with a ``geometry`` use their product's."""
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
     default_geometry = HopGeometry(hop_s=GenerationOptions.hop_s if hop_s is None else hop_s, lookahead=lookahead,
-                                   revise_lookahead=revise_lookahead)
+                                   revise_lookahead=revise_lookahead, lookahead_seam=lookahead_seam)
     tools = eval_tools(train_clips)
     test = split_clips(split, clips)
     truth, true_emb, true_post = true_references(test, tools)
@@ -233,7 +236,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
                                         vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
                                         tail_cfg=row.tail_cfg, decoder=row.decoder or "auto",
                                         lookahead=geom.lookahead, revise_lookahead=geom.revise_lookahead,
-                                        hop_s=geom.hop_s)
+                                        lookahead_seam=geom.lookahead_seam, hop_s=geom.hop_s)
             key = (row.variant, options.vocoder, options.decoder)
             if key not in pipes:
                 pipes[key] = FoleyPipeline.from_dir(weights, options)
@@ -251,7 +254,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
         results[row.name] = {"row": asdict(row), **_summarise(per_clip, true_emb, true_post), "timing": timing}
         if row.variant not in (None, "mismatched", "reconstruction"):
             results[row.name]["geometry"] = asdict(geom)
-    report = {"clips": clips, "split": split, "hop_s": hop_s, "lookahead": lookahead, "revise_lookahead": revise_lookahead, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
+    report = {"clips": clips, "split": split, "hop_s": hop_s, "lookahead": lookahead, "revise_lookahead": revise_lookahead, "lookahead_seam": lookahead_seam, "test_seeds": [c.seed for c in test], "train_clips_for_classifier": train_clips,
               "vocoder": vocoder, "rows": results}
     if out is not None:
         Path(out).write_text(json.dumps(report, indent=1, default=float))

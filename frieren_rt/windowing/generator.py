@@ -7,7 +7,10 @@ callable sampler, keep only the newest hop's latents, then decode ``context + ho
 decoder's left context is real emitted latents; the last ``crossfade`` samples of each decode lack right
 context, so they are held back as the tail and crossfaded with the next decode of the same span (a seam
 overlap decoded from real context, as in Magenta RT). Each hop emits exactly ``hop_samples``; the emitted
-stream lags the latent timeline by ``crossfade_samples`` (``stream_delay_samples``).
+stream lags the latent timeline by ``crossfade_samples`` (``stream_delay_samples``). With a look-ahead of at
+least a crossfade (StreamGeometry.seam_in_lookahead) the tail is instead the start of the look-ahead's own audio,
+which is decoded anyway and which the next decode covers again from its committed (or revised) latents, so
+nothing of the hop is held back and the stream lags by the look-ahead alone.
 
 An offline clip is the same loop over hops (:func:`generate_offline`), so streaming and offline audio agree.
 """
@@ -103,9 +106,10 @@ class WindowedGenerator:
 
     @property
     def stream_delay_samples(self) -> int:
-        """Emitted sample n is timeline sample n - delay (the held-back crossfade tail and the look-ahead)."""
+        """Emitted sample n is timeline sample n - delay: the look-ahead, plus the held-back crossfade tail unless
+        the seam lies in the look-ahead (StreamGeometry.seam_in_lookahead)."""
         g = self.geometry
-        return g.crossfade_samples + g.lookahead_latents * g.samples_per_latent
+        return (0 if g.seam_in_lookahead else g.crossfade_samples) + g.lookahead_latents * g.samples_per_latent
 
     def new_stream(self, *, start_time: float, seed: int = 0) -> StreamState:
         g = self.geometry
@@ -173,7 +177,8 @@ class WindowedGenerator:
     # --- audio ---------------------------------------------------------------------------------------------
     def decode(self, states: Sequence[StreamState], times: dict[str, float] | None = None) -> torch.Tensor:
         """Batched decode of the ``context + hop`` latents that end ``lookahead`` latents before each stream's
-        newest -> (B, (context + hop) * spl); the look-ahead latents are decoded too, as right context only."""
+        newest -> (B, (context + hop) * spl + seam), seam = ``crossfade_samples`` when the seam lies in the
+        look-ahead, else 0; the look-ahead latents are decoded too, as right context (and that seam)."""
         g = self.geometry
         n, ahead = g.context_latents + g.hop_latents, g.lookahead_latents
         z = torch.stack([gather_known(s.history, s.history_start, s.emitted_latents - n - ahead, n + ahead)
@@ -188,16 +193,21 @@ class WindowedGenerator:
         if wave.shape[1] != (n + ahead) * g.samples_per_latent:
             raise ValueError(f"decoder+vocoder gave {wave.shape[1]} samples for {n + ahead} latents, "
                              f"expected {(n + ahead) * g.samples_per_latent}")
-        return wave[:, : n * g.samples_per_latent]  # the look-ahead latents' own samples are not emitted
+        seam = g.crossfade_samples if g.seam_in_lookahead else 0
+        return wave[:, : n * g.samples_per_latent + seam]  # the rest of the look-ahead's samples are not emitted
 
     def stitch(self, states: Sequence[StreamState], wave: torch.Tensor) -> list[torch.Tensor]:
-        """Crossfade each decode's seam with the held tail; emit ``hop_samples`` each and hold the new tail."""
+        """Crossfade each decode's seam with the held tail; emit ``hop_samples`` each and hold the new tail.
+
+        The seam starts ``crossfade_samples`` before the previous hop's end (the tail held back from it), or at
+        that end when the seam lies in the look-ahead (the tail is the start of its look-ahead's audio)."""
         g = self.geometry
-        x, ctx = g.crossfade_samples, g.context_latents * g.samples_per_latent
+        x, h = g.crossfade_samples, g.hop_samples
+        a = g.context_latents * g.samples_per_latent - (0 if g.seam_in_lookahead else x)  # seam start in ``wave``
         tails = torch.stack([s.tail for s in states])  # (B, X)
-        seam = crossfade(tails, wave[:, ctx - x : ctx], g.crossfade_law)  # (B, X)
-        out = torch.cat([seam, wave[:, ctx : wave.shape[1] - x]], dim=1)  # (B, hop_samples)
-        for s, new_tail in zip(states, wave[:, wave.shape[1] - x :], strict=True):
+        seam = crossfade(tails, wave[:, a : a + x], g.crossfade_law)  # (B, X)
+        out = torch.cat([seam, wave[:, a + x : a + h]], dim=1)  # (B, hop_samples)
+        for s, new_tail in zip(states, wave[:, a + h : a + h + x], strict=True):
             s.tail = new_tail.clone()
             s.emitted_samples += out.shape[1]
         return list(out.unbind(0))

@@ -35,8 +35,10 @@ class StreamGeometry:
     rate, used only to size the conditioning slots of a window. crossfade_law: see ``crossfade.py``.
     lookahead_latents: latents generated after the newest one a hop's audio ends on, so the VAE decoder and
     vocoder read real right context at the hop's end instead of zeros (their receptive fields reach 5 latents
-    ahead: :func:`lookahead_latents_for`). Each costs a latent (23.2 ms) of latency; 0 is the streaming
-    default, the whole right context offline generation's (MODEL_CARD.md, "What was tried").
+    ahead: :func:`lookahead_latents_for`). Each costs a latent (23.2 ms) of latency; the engine's default is 1,
+    ``generate``'s 5 (MODEL_CARD.md, "What was tried").
+    lookahead_seam: the seam crossfade lies in the look-ahead (see ``seam_in_lookahead``; needs a look-ahead of at
+    least the crossfade, one latent).
     revise_lookahead: the look-ahead latents stay provisional: the next hop's window marks them unknown and
     generates them again, with the video that has arrived since, so the vector field (not only the decoder)
     has ``lookahead_latents`` latents of video after every latent whose audio is emitted. Without it they are
@@ -58,6 +60,7 @@ class StreamGeometry:
     crossfade_law: CrossfadeLaw = "adaptive"
     lookahead_latents: int = 0
     revise_lookahead: bool = False
+    lookahead_seam: bool = False
 
     def __post_init__(self) -> None:
         spl = self.model_sample_rate / self.latent_rate
@@ -75,6 +78,9 @@ class StreamGeometry:
         if self.hop_latents + self.lookahead_latents * self.revise_lookahead > self.window_latents:
             raise ValueError(f"hop + revised look-ahead ({self.hop_latents} + {self.lookahead_latents} latents) "
                              f"exceeds the window ({self.window_latents})")
+        if self.lookahead_seam and not 0 < self.crossfade_samples <= self.lookahead_latents * self.samples_per_latent:
+            raise ValueError(f"lookahead_seam needs a look-ahead of at least the crossfade ({self.crossfade_samples} "
+                             f"samples; 1 latent = {self.samples_per_latent}), got {self.lookahead_latents} latents")
 
     # --- latents -------------------------------------------------------------------------------------------
     @property
@@ -132,6 +138,17 @@ class StreamGeometry:
     def crossfade_samples(self) -> int:
         """Crossfade at the model rate; 20 ms frames are exact at 22.05 kHz (441 samples)."""
         return round(self.crossfade_frames * self.output_frame_s * self.model_sample_rate)
+
+    @property
+    def seam_in_lookahead(self) -> bool:
+        """Whether the seam crossfade lies in the look-ahead's audio instead of being held back from the hop's
+        (``lookahead_seam``). A hop's look-ahead is decoded anyway (as right context) and generated again (or
+        kept) by the next hop, so its first ``crossfade_samples`` can be the tail the next decode fades from: the
+        emitted stream then lags the newest latent by the look-ahead alone, 20 ms less. The cost, with a revised
+        look-ahead: each seam fades from the provisional latents' audio into the revised ones', where the held
+        tail faded between two decodes of the same final latents (24 test / 30 validation clips, one revised
+        latent, single-pass: class 0.421 / 0.402 against 0.441 / 0.420, flux onset F1 -0.01; MODEL_CARD.md)."""
+        return self.lookahead_seam
 
     @property
     def cond_slots(self) -> int:

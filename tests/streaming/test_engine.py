@@ -27,13 +27,14 @@ def _frame(i: int) -> np.ndarray:
     return np.full((4, 4, 3), np.sin(i / 7.0), dtype=np.float32) + np.arange(3, dtype=np.float32)
 
 
-def _make_engine(spy: BatchSpy, *, lookahead: int = 0, revise: bool = False,
+def _make_engine(spy: BatchSpy, *, lookahead: int = 0, revise: bool = False, seam: bool = False,
                  **cfg: object) -> tuple[Engine, ManualClock]:
     clock = ManualClock(0.0, auto_advance=True)
     # a fixed budget and no warm-up hops: these tests count batches and frames exactly
     cfg = {"compute_budget_s": 0.1, "warm_up": False} | cfg
     engine = Engine(
-        generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead, revise_lookahead=revise)),
+        generator=make_generator(spy, geometry=StreamGeometry(lookahead_latents=lookahead, revise_lookahead=revise,
+                                                              lookahead_seam=seam)),
         features=_features,
         clock=clock, config=EngineConfig(feature_dim=D, **cfg)
     )
@@ -90,9 +91,11 @@ def test_sessions_due_together_share_one_batched_forward_and_play_continuously()
     assert not np.allclose(out["s0"][-1].samples, out["s1"][-1].samples)  # own noise per session
 
 
-@pytest.mark.parametrize(("lookahead", "revise"), [(0, False), (2, False), (2, True)])
-def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: int, revise: bool) -> None:
-    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)), lookahead=lookahead, revise=revise)
+@pytest.mark.parametrize(("lookahead", "revise", "seam"), [(0, False, False), (2, False, False), (2, True, False),
+                                                           (1, True, True)])
+def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: int, revise: bool, seam: bool) -> None:
+    engine, clock = _make_engine(BatchSpy(tiny_vector_field(raw_dim=D)), lookahead=lookahead, revise=revise,
+                                 seam=seam)
     session = engine.open_session()
     try:
         out = asyncio.run(_drive(engine, clock, [session], 1.0))
@@ -103,10 +106,12 @@ def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: i
     audio = np.concatenate([f.samples for f in out[session.id]])
     onset = np.flatnonzero(audio)[0] / 48000  # the pacer started at clock 0
     assert expected <= onset < expected + 0.005  # not before the anchor; the stand-in decode starts near zero
-    b = engine.latency_budget  # hop + held crossfade and look-ahead + frame grace and one poll + 20 ms + budget
+    b = engine.latency_budget  # hop + held crossfade or look-ahead + frame grace and one poll + 20 ms + budget
     assert engine.latency_s == b.total
     assert b.video_wait == 0.01 and b.output_frame == 0.02 and b.compute == 0.1
-    held = g.crossfade_samples + lookahead * g.samples_per_latent + 10  # each latent ahead: 23.2 ms more
+    # each latent ahead: 23.2 ms more; a look-ahead that holds the crossfade takes the seam (no tail held back)
+    held = (0 if seam else g.crossfade_samples) + lookahead * g.samples_per_latent + 10
+    assert g.seam_in_lookahead == seam
     assert abs(b.held - held / g.model_sample_rate) < 10 / g.model_sample_rate
 
 
