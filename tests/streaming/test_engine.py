@@ -248,6 +248,18 @@ def test_without_a_fixed_budget_the_engine_measures_warm_hops_and_leaves_no_sess
         engine.close()
 
 
+def test_a_slow_model_calibrates_fewer_rounds_once_the_time_cap_has_passed() -> None:
+    spy = BatchSpy(tiny_vector_field(raw_dim=D))
+    cfg = EngineConfig(feature_dim=D, calibration_hops=8, calibration_warmup=2, calibration_max_s=0.0)
+    engine = Engine(generator=make_generator(spy), features=_features, clock=ManualClock(0.0, auto_advance=True),
+                    config=cfg)
+    try:  # one round at each batch size (1 and 2), not three: an official-size model's round takes a minute
+        assert spy.batch_sizes.count(1) == spy.batch_sizes.count(2) == cfg.calibration_hops
+        assert len(engine.calibration_s) == 6
+    finally:
+        engine.close()
+
+
 def test_a_fixed_latency_engine_still_warms_up_so_no_live_hop_pays_the_script_trace() -> None:
     from frieren_rt.streaming.builders import EngineOptions, random_engine  # noqa: PLC0415
 
