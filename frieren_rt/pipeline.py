@@ -73,7 +73,7 @@ class GenerationOptions:
     revise_lookahead: the next hop generates the look-ahead latents again with its newer video instead of keeping
     them (StreamGeometry.revise_lookahead), so the vector field too sees video after what it commits.
     lookahead_seam: the seam crossfade lies in the look-ahead, 20 ms less latency for a little class and sync
-    (StreamGeometry.seam_in_lookahead; needs lookahead >= 1)."""
+    (StreamGeometry.lookahead_seam; needs lookahead >= 1)."""
 
     variant: str = "auto"
     vocoder: Literal["auto", "student", "hifigan"] = "auto"

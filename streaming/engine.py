@@ -101,7 +101,8 @@ class EngineConfig:
     poll_s: how often :meth:`Engine.run` looks for due hops. Calibration: ``calibration_hops`` scratch hops of
     one session and of ``max(2, budget_sessions)`` sessions in one batch (the first ``calibration_warmup`` left out:
     first-call overheads, which also warms both batch shapes before any live hop), ``calibration_rounds`` times at
-    each; budget at each = max(``budget_floor_s``, ``budget_margin`` x p95 of the quietest round), and linear in the batch size between and beyond them.
+    each (within ``calibration_max_s``); budget at each = max(``budget_floor_s``, ``budget_margin`` x p95 of the
+    quietest round), and linear in the batch size between and beyond them.
     warm_up: with a fixed latency or budget, still run the warm-up hops (False: tests that count calls).
     budget_sessions: the batch every session's latency covers at least (a second session joining a first
     then shares its hops without making them late). align_hops: sessions share the engine's hop grid (see
@@ -150,7 +151,7 @@ class LatencyBudget:
     """Capture time -> play time, by part (seconds). ``total`` is the engine's fixed playout latency.
 
     hop: video must cover a whole hop before it is generated. held: the look-ahead latents and the crossfade tail
-    held back for the next seam (none when the seam lies in the look-ahead: StreamGeometry.seam_in_lookahead),
+    held back for the next seam (none when the seam lies in the look-ahead: StreamGeometry.lookahead_seam),
     plus the resampler's look-ahead. video_wait: from the hop's end until it is due (a later frame, or the
     frame grace plus one poll). output_frame: audio leaves in whole 20 ms frames. compute: the budget for one
     hop's model work (features .. resample) and its hand-off to and from the worker thread."""

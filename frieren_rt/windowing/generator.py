@@ -8,7 +8,7 @@ decoder's left context is real emitted latents; the last ``crossfade`` samples o
 context, so they are held back as the tail and crossfaded with the next decode of the same span (a seam
 overlap decoded from real context, as in Magenta RT). Each hop emits exactly ``hop_samples``; the emitted
 stream lags the latent timeline by ``crossfade_samples`` (``stream_delay_samples``). With a look-ahead of at
-least a crossfade (StreamGeometry.seam_in_lookahead) the tail is instead the start of the look-ahead's own audio,
+least a crossfade (StreamGeometry.lookahead_seam) the tail is instead the start of the look-ahead's own audio,
 which is decoded anyway and which the next decode covers again from its committed (or revised) latents, so
 nothing of the hop is held back and the stream lags by the look-ahead alone.
 
@@ -107,9 +107,9 @@ class WindowedGenerator:
     @property
     def stream_delay_samples(self) -> int:
         """Emitted sample n is timeline sample n - delay: the look-ahead, plus the held-back crossfade tail unless
-        the seam lies in the look-ahead (StreamGeometry.seam_in_lookahead)."""
+        the seam lies in the look-ahead (StreamGeometry.held_tail_samples)."""
         g = self.geometry
-        return (0 if g.seam_in_lookahead else g.crossfade_samples) + g.lookahead_latents * g.samples_per_latent
+        return g.held_tail_samples + g.lookahead_latents * g.samples_per_latent
 
     def new_stream(self, *, start_time: float, seed: int = 0) -> StreamState:
         g = self.geometry
@@ -193,7 +193,7 @@ class WindowedGenerator:
         if wave.shape[1] != (n + ahead) * g.samples_per_latent:
             raise ValueError(f"decoder+vocoder gave {wave.shape[1]} samples for {n + ahead} latents, "
                              f"expected {(n + ahead) * g.samples_per_latent}")
-        seam = g.crossfade_samples if g.seam_in_lookahead else 0
+        seam = g.crossfade_samples - g.held_tail_samples  # the look-ahead's share of the seam
         return wave[:, : n * g.samples_per_latent + seam]  # the rest of the look-ahead's samples are not emitted
 
     def stitch(self, states: Sequence[StreamState], wave: torch.Tensor) -> list[torch.Tensor]:
@@ -203,7 +203,7 @@ class WindowedGenerator:
         that end when the seam lies in the look-ahead (the tail is the start of its look-ahead's audio)."""
         g = self.geometry
         x, h = g.crossfade_samples, g.hop_samples
-        a = g.context_latents * g.samples_per_latent - (0 if g.seam_in_lookahead else x)  # seam start in ``wave``
+        a = g.context_latents * g.samples_per_latent - g.held_tail_samples  # seam start in ``wave``
         tails = torch.stack([s.tail for s in states])  # (B, X)
         seam = crossfade(tails, wave[:, a : a + x], g.crossfade_law)  # (B, X)
         out = torch.cat([seam, wave[:, a + x : a + h]], dim=1)  # (B, hop_samples)

@@ -37,8 +37,8 @@ class StreamGeometry:
     vocoder read real right context at the hop's end instead of zeros (their receptive fields reach 5 latents
     ahead: :func:`lookahead_latents_for`). Each costs a latent (23.2 ms) of latency; the engine's default is 1,
     ``generate``'s 5 (MODEL_CARD.md, "What was tried").
-    lookahead_seam: the seam crossfade lies in the look-ahead (see ``seam_in_lookahead``; needs a look-ahead of at
-    least the crossfade, one latent).
+    lookahead_seam: the seam crossfade lies in the look-ahead's audio, so no tail of the hop is held back (see
+    ``held_tail_samples``; needs a look-ahead of at least the crossfade, one latent).
     revise_lookahead: the look-ahead latents stay provisional: the next hop's window marks them unknown and
     generates them again, with the video that has arrived since, so the vector field (not only the decoder)
     has ``lookahead_latents`` latents of video after every latent whose audio is emitted. Without it they are
@@ -140,15 +140,15 @@ class StreamGeometry:
         return round(self.crossfade_frames * self.output_frame_s * self.model_sample_rate)
 
     @property
-    def seam_in_lookahead(self) -> bool:
-        """Whether the seam crossfade lies in the look-ahead's audio instead of being held back from the hop's
-        (``lookahead_seam``). A hop's look-ahead is decoded anyway (as right context) and generated again (or
-        kept) by the next hop, so its first ``crossfade_samples`` can be the tail the next decode fades from: the
-        emitted stream then lags the newest latent by the look-ahead alone, 20 ms less. The cost, with a revised
-        look-ahead: each seam fades from the provisional latents' audio into the revised ones', where the held
-        tail faded between two decodes of the same final latents (24 test / 30 validation clips, one revised
-        latent, single-pass: class 0.421 / 0.402 against 0.441 / 0.420, flux onset F1 -0.01; MODEL_CARD.md)."""
-        return self.lookahead_seam
+    def held_tail_samples(self) -> int:
+        """Samples of each hop's audio held back as the seam's tail: the crossfade, or 0 with ``lookahead_seam``.
+        A hop's look-ahead is decoded anyway (as right context) and generated again (or kept) by the next hop, so
+        its first ``crossfade_samples`` can be the tail the next decode fades from: the emitted stream then lags
+        the newest latent by the look-ahead alone, 20 ms less. The cost, with a revised look-ahead: each seam
+        fades from the provisional latents' audio into the revised ones', where the held tail faded between two
+        decodes of the same final latents (24 test / 30 validation clips, one revised latent, single-pass: class
+        0.421 / 0.402 against 0.441 / 0.420, flux onset F1 -0.01; MODEL_CARD.md)."""
+        return 0 if self.lookahead_seam else self.crossfade_samples
 
     @property
     def cond_slots(self) -> int:

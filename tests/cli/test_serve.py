@@ -49,7 +49,7 @@ def test_lookahead_and_its_revision_reach_the_engine(argv: tuple[str, ...], ahea
             from frieren_rt.streaming.builders import EngineOptions  # noqa: PLC0415
 
             assert (EngineOptions().lookahead, EngineOptions().revise_lookahead) == (ahead, revise)
-            assert not g.seam_in_lookahead and EngineOptions().lookahead_seam is False
+            assert not g.lookahead_seam and EngineOptions().lookahead_seam is False
     finally:
         engine.close()
 
@@ -57,7 +57,7 @@ def test_lookahead_and_its_revision_reach_the_engine(argv: tuple[str, ...], ahea
 def test_a_seam_in_the_look_ahead_reaches_the_engine_and_needs_a_look_ahead() -> None:
     engine = engine_factory(_args("--seam-in-lookahead"))()
     try:
-        assert engine.generator.geometry.seam_in_lookahead
+        assert engine.generator.geometry.lookahead_seam
         assert engine.generator.stream_delay_samples == engine.generator.geometry.samples_per_latent  # 20 ms less
     finally:
         engine.close()

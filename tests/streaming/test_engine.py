@@ -111,7 +111,7 @@ def test_audio_starts_at_the_reported_latency_after_the_first_frame(lookahead: i
     assert b.video_wait == 0.01 and b.output_frame == 0.02 and b.compute == 0.1
     # each latent ahead: 23.2 ms more; a look-ahead that holds the crossfade takes the seam (no tail held back)
     held = (0 if seam else g.crossfade_samples) + lookahead * g.samples_per_latent + 10
-    assert g.seam_in_lookahead == seam
+    assert g.held_tail_samples == (0 if seam else g.crossfade_samples)
     assert abs(b.held - held / g.model_sample_rate) < 10 / g.model_sample_rate
 
 

@@ -68,8 +68,8 @@ def test_cond_slots_cover_a_window_of_frames() -> None:
 
 
 def test_the_seam_lies_in_the_look_ahead_only_when_asked_and_the_look_ahead_holds_the_crossfade() -> None:
-    assert not StreamGeometry(lookahead_latents=1).seam_in_lookahead  # by default the tail is held back
-    assert StreamGeometry(lookahead_latents=1, lookahead_seam=True).seam_in_lookahead  # 512 >= 441 samples
+    assert StreamGeometry(lookahead_latents=1).held_tail_samples == 441  # by default the tail is held
+    assert StreamGeometry(lookahead_latents=1, lookahead_seam=True).held_tail_samples == 0  # 512 >= 441
     for short in ({"lookahead_latents": 0}, {"lookahead_latents": 1, "crossfade_s": 0.04}):  # 0, then 512 < 882
         with pytest.raises(ValueError, match="lookahead_seam needs a look-ahead of at least the crossfade"):
             StreamGeometry(lookahead_seam=True, **short)
