@@ -156,6 +156,9 @@ class StageConfig:
     # The regression's spectral term: "stft" (per-bin log magnitudes, the shipped student's) or "mel" (multi-scale
     # mel bands, 1.5-23 ms hops: MultiScaleMelLoss in frieren_rt/train/vocoder.py says why).
     vocoder_loss: str = "stft"
+    # Weight of the peak-level term (each mel band's loudest level over a crop against the target's: the
+    # regression flattens attacks; PeakLevelLoss in frieren_rt/train/vocoder.py). 0: off.
+    vocoder_peak_weight: float = 0.0
     # A VAE file whose reconstructions of the training mels (decoded from a posterior sample, once per clip) feed
     # the student in that fraction of its crops, the targets staying the teacher's audio of the true mel: the
     # student learns to vocode what the engine gives it, not what the VAE hides (HiFi-GAN, Kong et al. 2020,
@@ -714,8 +717,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
-                                          MultiScaleMelLoss, cached_targets, discriminator_loss, load_vocoder,
-                                          new_student, regression_loss, save_vocoder, world_audio)
+                                          MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
+                                          load_vocoder, new_student, regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
@@ -742,6 +745,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                  if cfg.vocoder_generated is not None else None)
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
+    peak = PeakLevelLoss() if cfg.vocoder_peak_weight > 0 else None
     student.requires_grad_(True).train()
     params = list(student.parameters())
     opt = _optimizer(params, cfg)
@@ -759,7 +763,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                                 cfg.vocoder_vae_fraction, gen, generated=generated,
                                                 generated_fraction=cfg.vocoder_generated_fraction)
         wav = student(student_in)
-        out = regression_loss(wav, logmel, mel, target, spectral)
+        out = regression_loss(wav, logmel, mel, target, spectral, peak, cfg.vocoder_peak_weight)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)

@@ -104,3 +104,33 @@ def test_generated_mels_are_the_shipped_fields_mels_on_the_true_grid_and_teacher
     # Both are the clip's sound on its frame grid: most frames sound (or are silent) where the truth does.
     assert float(aligned_frames(true, free).float().mean()) > 0.7
     assert float(aligned_frames(true, forced).float().mean()) > 0.7
+
+
+def test_the_peak_loss_charges_an_attack_spread_over_time_that_keeps_its_energy():
+    # PeakLevelLoss's reason to exist: the same burst of energy smeared over 40 ms has the same mean level but a
+    # lower peak, which is how a regression-trained student flattens attacks (MODEL_CARD.md, "What was tried").
+    from frieren_rt.train.vocoder import PeakLevelLoss
+
+    gen = torch.Generator().manual_seed(0)
+    sharp = torch.zeros(1, 8192)
+    sharp[0, 4000:4100] = torch.randn(100, generator=gen)
+    smeared = torch.zeros(1, 8192)
+    smeared[0, 3600:4500] = torch.randn(900, generator=gen) * (100 / 900) ** 0.5  # same energy, 9x as long
+    peak = PeakLevelLoss()
+    assert float(peak(sharp, sharp)) < 1e-6
+    assert float(peak(smeared, sharp)) > 0.3  # ln magnitude: about 4 dB lower peaks
+    assert abs(float(peak(0.5 * sharp, sharp)) - 0.693) < 0.01  # ln 2 in every band
+
+
+def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.train.vocoder import PeakLevelLoss, regression_loss
+
+    gen = torch.Generator().manual_seed(0)
+    wav, target = torch.randn(2, 32 * 256, generator=gen), torch.randn(2, 32 * 256, generator=gen)
+    logmel = LogMel()
+    mel = logmel(target)[..., :32]
+    plain = regression_loss(wav, logmel, mel, target)
+    peaked = regression_loss(wav, logmel, mel, target, None, PeakLevelLoss(), 2.0)
+    assert "peak" not in plain and "peak" in peaked
+    assert torch.allclose(peaked["loss"], plain["loss"] + 2.0 * peaked["peak"])
