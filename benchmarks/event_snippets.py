@@ -47,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=24, help="clips of the split (10 s each; default 24)")
     p.add_argument("--row", default="distill:1", help="VARIANT:STEPS[:CFG][@VOCODER][#engine|#generate], as "
                    "frieren-rt eval --row (default distill:1, at eval's 0.2 s hop without look-ahead)")
+    p.add_argument("--hop", type=float, default=None, help="the hop in seconds of a row without '#' (default: "
+                   "eval's 0.2)")
     p.add_argument("--no-gate", action="store_true", help="generate without the event gate")
     p.add_argument("--true-through", choices=["vocoder", "vae"], default=None,
                    help="instead of generating: the TRUE audio's mel through the row's vocoder (and VAE), the "
@@ -102,7 +104,8 @@ def main() -> None:
     classifier = fit_event_classifier([true_audio(s) for s in tqdm(list(SPLITS["train"])[:200],
                                                                     desc="classifier data")])
     clips = [c for c in split_clips(args.split, args.clips) if c.events]
-    geom = row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0, revise_lookahead=False))
+    hop = GenerationOptions.hop_s if args.hop is None else args.hop
+    geom = row_geometry(row, HopGeometry(hop_s=hop, lookahead=0, revise_lookahead=False))
     options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
                                 decoder=row.decoder or "auto", event_gate=not args.no_gate, hop_s=geom.hop_s,
                                 lookahead=geom.lookahead, revise_lookahead=geom.revise_lookahead,
