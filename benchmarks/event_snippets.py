@@ -73,15 +73,9 @@ def sound_length(levels: torch.Tensor, within_db: float = 20.0, frame_s: float =
     return (levels > levels.amax(1, keepdim=True) - within_db).float().sum(1) * frame_s
 
 
-def per_class_median(values: torch.Tensor, labels: list[str]) -> dict[str, float]:
-    """(E,) -> median per class, in EVENT_CLASSES order, for the classes present."""
-    return {c: float(values[[i for i, lab in enumerate(labels) if lab == c]].median())
-            for c in EVENT_CLASSES if c in labels}
-
-
-def per_class(values: torch.Tensor, labels: list[str]) -> dict[str, float]:
-    """(E,) -> mean per class, in EVENT_CLASSES order, for the classes present."""
-    return {c: float(values[[i for i, lab in enumerate(labels) if lab == c]].mean())
+def per_class(values: torch.Tensor, labels: list[str], reduce: str = "mean") -> dict[str, float]:
+    """(E,) -> the mean (or ``reduce`` "median") per class, in EVENT_CLASSES order, for the classes present."""
+    return {c: float(getattr(values[[i for i, lab in enumerate(labels) if lab == c]], reduce)())
             for c in EVENT_CLASSES if c in labels}
 
 
@@ -136,7 +130,7 @@ def main() -> None:
     on_true, on_gen = (torch.tensor(f, dtype=torch.float32) for f in (found_true, found_gen))
     on_true_c, on_gen_c = per_class(on_true, labels), per_class(on_gen, labels)
     length = torch.cat(lengths)
-    len_gen_c, len_true_c = per_class_median(length[:, 0], labels), per_class_median(length[:, 1], labels)
+    len_gen_c, len_true_c = per_class(length[:, 0], labels, "median"), per_class(length[:, 1], labels, "median")
     what = args.row if args.true_through is None else f"true audio through the {args.true_through} of {args.row}"
     print(f"\n{args.split}, {len(clips)} clips with events, {len(labels)} events, {what}"
           f"{' (no gate)' if args.no_gate else ''}\n| class | events | class acc, true | class acc, generated "

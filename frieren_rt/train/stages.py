@@ -722,6 +722,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
+    if cfg.vocoder_peak_weight < 0:
+        raise ValueError(f"vocoder_peak_weight must be >= 0 (0: no peak-level term), not {cfg.vocoder_peak_weight}")
     if cfg.vocoder_target not in ("teacher", "world"):
         raise ValueError(f"vocoder_target must be 'teacher' or 'world', not {cfg.vocoder_target!r}")
     cache = FeatureCache(run / "cache_train")

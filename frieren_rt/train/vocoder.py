@@ -78,6 +78,11 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / len(RESOLUTIONS)
 
 
+def log_band_magnitudes(x: torch.Tensor, fb: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """(B, N) audio -> (B, bands, T) natural-log mel-band magnitudes (floor 1e-5): what the band losses compare."""
+    return (fb @ torch.stft(x, n_fft, hop, window=window, return_complex=True).abs()).clamp(min=1e-5).log()
+
+
 class MultiScaleMelLoss(nn.Module):
     """L1 between log mel-band magnitudes of two waveforms at several STFT sizes (the multi-scale mel loss of
     DAC, Kumar et al. 2023, section 3.4; here 128-2048 points, 16-128 bands, 0-11.025 kHz).
@@ -107,8 +112,8 @@ class MultiScaleMelLoss(nn.Module):
         total = pred.new_zeros(())
         for i, (n_fft, hop) in enumerate(self.specs):
             fb, win = getattr(self, f"fb{i}"), getattr(self, f"win{i}")
-            p, t = (fb @ torch.stft(x, n_fft, hop, window=win, return_complex=True).abs() for x in (pred, target))
-            total = total + (p.clamp(min=1e-5).log() - t.clamp(min=1e-5).log()).abs().mean()
+            p, t = (log_band_magnitudes(x, fb, win, n_fft, hop) for x in (pred, target))
+            total = total + (p - t).abs().mean()
         return total / len(self.specs)
 
 
@@ -134,9 +139,9 @@ class PeakLevelLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, N) each -> scalar: mean over crops and bands of |max_t log band(pred) - max_t log band(target)|."""
-        p, t = (self.fb @ torch.stft(x, self.n_fft, self.hop, window=self.win, return_complex=True).abs()
-                for x in (pred, target))  # (B, bands, T)
-        return (p.clamp(min=1e-5).log().amax(-1) - t.clamp(min=1e-5).log().amax(-1)).abs().mean()
+        p, t = (log_band_magnitudes(x, self.fb, self.win, self.n_fft, self.hop).amax(-1)
+                for x in (pred, target))  # (B, bands)
+        return (p - t).abs().mean()
 
 
 def regression_loss(wav: torch.Tensor, logmel: LogMel, mel: torch.Tensor, target: torch.Tensor,

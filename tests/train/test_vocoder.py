@@ -134,3 +134,12 @@ def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
     peaked = regression_loss(wav, logmel, mel, target, None, PeakLevelLoss(), 2.0)
     assert "peak" not in plain and "peak" in peaked
     assert torch.allclose(peaked["loss"], plain["loss"] + 2.0 * peaked["peak"])
+
+
+def test_a_negative_peak_weight_is_refused_before_any_data_is_read(tmp_path):
+    import pytest
+
+    from frieren_rt.train.stages import load_stage_config, stage_vocoder
+
+    with pytest.raises(ValueError, match="vocoder_peak_weight"):
+        stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_peak_weight=-1.0))
