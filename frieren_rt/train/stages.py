@@ -126,6 +126,11 @@ class StageConfig:
     # 0.93 about 32 (1.05 s), the body of the long classes too (explosion, engine, power-up).
     event_tail_decay: float = 0.8
     # reflow / distill
+    # reflow: a field file the reflow student starts from (None: the run's base, as Frieren's reflow does). A
+    # field of other width or depth that reads the same inputs (e.g. frieren_rt/weights/reflow.safetensors, the
+    # shipped small student) then learns the run's base's guided samples: the reflow pairs distil a larger
+    # teacher into a student whose pass the live engine can afford (MODEL_CARD.md, "What was tried").
+    reflow_init: str | None = None
     cfg_scale: float = 4.5
     # Guidance scale on sounds' tails for the teacher's reflow samples and the students' guided velocity (None:
     # cfg_scale everywhere; frieren_rt.flow.guidance.tail_guidance_scale).
@@ -617,11 +622,19 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
     return load_file(str(path))
 
 
-def _student_stage(run: Path, cfg: StageConfig, name: str, init_file: str, out_file: str, loss_fn,
+def same_inputs(student: FoleyConfig, teacher: FoleyConfig) -> bool:
+    """Whether ``student`` reads the latents and features ``teacher`` reads; its transformer may be narrower or
+    shallower (hidden, heads, depth, feed-forward width), so it can learn the teacher's samples."""
+    size = {k: getattr(student.field, k) for k in ("hidden", "heads", "depth", "ff_mult", "block_groups",
+                                                    "final_groups")}
+    return replace(teacher, field=replace(teacher.field, **size)) == student
+
+
+def _student_stage(run: Path, cfg: StageConfig, name: str, init: Path, out_file: str, loss_fn,
                    time_budget_s: float | None) -> dict[str, Any]:
     pairs = _pairs(run, cfg, "base.safetensors", "reflow_pairs")
     device = training_device(cfg)
-    model = FoleyModel.from_pretrained(run / init_file).to(device).train()
+    model = FoleyModel.from_pretrained(init).to(device).train()
     params = list(model.parameters())
     opt = _optimizer(params, cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -683,7 +696,17 @@ def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     def loss(model, batch, x0, gen):
         return masked_flow_loss(guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale), batch, gen, x0=x0)
 
-    return _student_stage(run, cfg, "reflow", "base.safetensors", "reflow.safetensors", loss, time_budget_s)
+    init = run / "base.safetensors"
+    if cfg.reflow_init:
+        init = Path(cfg.reflow_init)
+        if not init.is_file():
+            raise FileNotFoundError(f"reflow_init {init}: no such field file (a base.safetensors or "
+                                    "reflow.safetensors from a run on the same cache)")
+        teacher = FoleyModel.from_pretrained(run / "base.safetensors").cfg
+        if not same_inputs(FoleyModel.from_pretrained(init).cfg, teacher):
+            raise ValueError(f"reflow_init {init}: it reads other inputs than the run's base (latent channels, "
+                             "features, trace decays or window); start from a field trained on this run's cache")
+    return _student_stage(run, cfg, "reflow", init, "reflow.safetensors", loss, time_budget_s)
 
 
 def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
@@ -696,7 +719,7 @@ def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         x1 = x0 + guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale)(x0, t0)
         return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
-    return _student_stage(run, cfg, "distill", "reflow.safetensors", "distill.safetensors", loss, time_budget_s)
+    return _student_stage(run, cfg, "distill", run / "reflow.safetensors", "distill.safetensors", loss, time_budget_s)
 
 
 def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
@@ -709,7 +732,7 @@ def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None
         x1 = x0 + model(x0, t0, batch.cond, **_model_kwargs(batch))
         return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
 
-    return _student_stage(run, cfg, "single", "distill.safetensors", "single.safetensors", loss, time_budget_s)
+    return _student_stage(run, cfg, "single", run / "distill.safetensors", "single.safetensors", loss, time_budget_s)
 
 
 # --- stage: student vocoder --------------------------------------------------------------------------------

@@ -540,3 +540,32 @@ def test_evaluate_vae_reports_the_edge_l1_only_for_a_decoder_with_finite_context
     assert "val_edge_l1" in evaluate_vae(MelVAE(preset("small")).eval(), FeatureCache(tmp_path / "cache"))
     over_time = MelVAE(preset("small", norm_over_time=True)).eval()  # no finite context: no chunk ends to score
     assert "val_edge_l1" not in evaluate_vae(over_time, FeatureCache(tmp_path / "cache"))
+
+
+def test_reflow_distils_the_runs_base_into_a_smaller_field_and_refuses_one_of_other_inputs(tmp_path) -> None:  # noqa: ANN001
+    """reflow_init: the reflow student starts from another field file (a smaller one reading the same inputs) and
+    learns the run's base's samples; distill and single keep its size. A field of other inputs is refused."""
+    from frieren_rt.train.stages import run_stage
+
+    teacher, small = tmp_path / "teacher", tmp_path / "small"
+    for run in (teacher, small):
+        _fake_flow_run(run)
+    assert run_stage("flow", small, load_stage_config("flow", **TINY_CHAIN))["done"]
+    assert run_stage("flow", teacher, load_stage_config("flow", **{**TINY_CHAIN, "field_hidden": 64}))["done"]
+    init = str(small / "base.safetensors")
+    assert run_stage("reflow", teacher, load_stage_config("reflow", **TINY_CHAIN, reflow_init=init))["done"]
+    for stage in ("distill", "single"):
+        assert run_stage(stage, teacher, load_stage_config(stage, **TINY_CHAIN))["done"]
+    for name, hidden in (("base", 64), ("reflow", 32), ("distill", 32), ("single", 32)):
+        assert FoleyModel.from_pretrained(teacher / f"{name}.safetensors").cfg.field.hidden == hidden
+
+    from dataclasses import replace
+
+    base = FoleyModel.from_pretrained(small / "base.safetensors")
+    FoleyModel(replace(base.cfg, field=replace(base.cfg.field, latent_channels=4))).save(tmp_path / "wide.safetensors")
+    with pytest.raises(ValueError, match="reflow_init"):
+        run_stage("reflow", teacher, load_stage_config("reflow", **TINY_CHAIN,
+                                                       reflow_init=str(tmp_path / "wide.safetensors")))
+    with pytest.raises(FileNotFoundError, match="reflow_init"):
+        run_stage("reflow", teacher, load_stage_config("reflow", **TINY_CHAIN,
+                                                       reflow_init=str(tmp_path / "missing.safetensors")))
