@@ -133,8 +133,9 @@ class FoleyModel(nn.Module):
         state = {k: v.contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path), metadata={"config": self.cfg.to_json(), **metadata})
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> FoleyModel:
+    @staticmethod
+    def config_of(path: str | Path) -> FoleyConfig:
+        """The config in a model file's header, without reading its weights."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model weights not found: {path}")
@@ -144,6 +145,10 @@ class FoleyModel(nn.Module):
             meta = f.metadata() or {}
         if "config" not in meta:
             raise ValueError(f"{path} has no frieren-rt model config in its metadata (not a FoleyModel file)")
-        model = cls(FoleyConfig.from_json(meta["config"]))
+        return FoleyConfig.from_json(meta["config"])
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> FoleyModel:
+        model = cls(cls.config_of(path))
         model.load_state_dict(load_file(str(path)), strict=True)
         return model.eval()

@@ -127,8 +127,8 @@ class StageConfig:
     event_tail_decay: float = 0.8
     # reflow / distill
     # reflow: a field file the reflow student starts from (None: the run's base, as Frieren's reflow does). A
-    # field of other width or depth that reads the same inputs (e.g. frieren_rt/weights/reflow.safetensors, the
-    # shipped small student) then learns the run's base's guided samples: the reflow pairs distil a larger
+    # field of other width or depth that reads the same inputs (e.g. frieren_rt/weights/base.safetensors, the
+    # shipped small base) then learns the run's base's guided samples: the reflow pairs distil a larger
     # teacher into a student whose pass the live engine can afford (MODEL_CARD.md, "What was tried").
     reflow_init: str | None = None
     cfg_scale: float = 4.5
@@ -702,8 +702,7 @@ def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None
         if not init.is_file():
             raise FileNotFoundError(f"reflow_init {init}: no such field file (a base.safetensors or "
                                     "reflow.safetensors from a run on the same cache)")
-        teacher = FoleyModel.from_pretrained(run / "base.safetensors").cfg
-        if not same_inputs(FoleyModel.from_pretrained(init).cfg, teacher):
+        if not same_inputs(FoleyModel.config_of(init), FoleyModel.config_of(run / "base.safetensors")):
             raise ValueError(f"reflow_init {init}: it reads other inputs than the run's base (latent channels, "
                              "features, trace decays or window); start from a field trained on this run's cache")
     return _student_stage(run, cfg, "reflow", init, "reflow.safetensors", loss, time_budget_s)

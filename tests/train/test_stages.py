@@ -562,10 +562,10 @@ def test_reflow_distils_the_runs_base_into_a_smaller_field_and_refuses_one_of_ot
     from dataclasses import replace
 
     base = FoleyModel.from_pretrained(small / "base.safetensors")
-    FoleyModel(replace(base.cfg, field=replace(base.cfg.field, latent_channels=4))).save(tmp_path / "wide.safetensors")
+    FoleyModel(replace(base.cfg, field=replace(base.cfg.field, latent_channels=4))).save(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="reflow_init"):
         run_stage("reflow", teacher, load_stage_config("reflow", **TINY_CHAIN,
-                                                       reflow_init=str(tmp_path / "wide.safetensors")))
+                                                       reflow_init=str(tmp_path / "other.safetensors")))
     with pytest.raises(FileNotFoundError, match="reflow_init"):
         run_stage("reflow", teacher, load_stage_config("reflow", **TINY_CHAIN,
                                                        reflow_init=str(tmp_path / "missing.safetensors")))
