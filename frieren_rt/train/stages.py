@@ -31,6 +31,7 @@ from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
                                           onset_snippets)
 from frieren_rt.train.detector import stage_detector
+from frieren_rt.train.envelope import envelope_loss
 from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
 from frieren_rt.train.loop import TrainState, train_loop, warmup_cosine
 from frieren_rt.windowing import StreamGeometry
@@ -109,6 +110,12 @@ class StageConfig:
     # Weight of the latent class probe's cross-entropy in the one-step students' loss (distill, single; 0 =
     # none): frieren_rt/train/class_probe.py.
     class_weight: float = 0.0
+    # Weight of the band-envelope L1 against the TRUE audio in the one-step students' loss (distill, single; 0 =
+    # none): frieren_rt/train/envelope.py. Guidance shortens sounds and the students learn only the guided
+    # teacher's samples; this asks them for the true length per group of mel bands. Needs reflow pairs made with
+    # their true latents (this version's make_pairs stores them).
+    envelope_weight: float = 0.0
+    envelope_bands: int = 8
     # flow: exponential moving average of the field's weights, saved as base.safetensors (0: off, the last
     # iterate is saved; beyond Frieren, which trains without EMA: frieren.md). The last iterate of a batch-24
     # CPU run carries its final steps' gradient noise; an average over the last ~1 / (1 - decay) steps does not
@@ -604,7 +611,7 @@ def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, ge
         # Known latents stay the data's: the student is asked only for the free part, like its teacher.
         x1 = torch.where(batch.mask.bool(), batch.x1, x1)
         chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
-                       "known": batch.known, "mask": batch.mask})
+                       "known": batch.known, "mask": batch.mask, "target": batch.x1})  # target: the true latents
     return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
 
 
@@ -633,6 +640,9 @@ def same_inputs(student: FoleyConfig, teacher: FoleyConfig) -> bool:
 def _student_stage(run: Path, cfg: StageConfig, name: str, init: Path, out_file: str, loss_fn,
                    time_budget_s: float | None) -> dict[str, Any]:
     pairs = _pairs(run, cfg, "base.safetensors", "reflow_pairs")
+    if cfg.envelope_weight and "target" not in pairs:
+        raise ValueError(f"envelope_weight needs the windows' true latents, which {run / 'reflow_pairs.safetensors'} "
+                         "predates: move it aside and train the stage again to make pairs that keep them")
     device = training_device(cfg)
     model = FoleyModel.from_pretrained(init).to(device).train()
     params = list(model.parameters())
@@ -645,7 +655,8 @@ def _student_stage(run: Path, cfg: StageConfig, name: str, init: Path, out_file:
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         batch = WindowBatch(pairs["x1"][idx], pairs["cond"][idx], pairs["cond_index"][idx],
                             pairs["known"][idx], pairs["mask"][idx]).to(device)
-        loss = loss_fn(model, batch, pairs["x0"][idx].to(device), gen)
+        target = pairs["target"][idx].to(device) if "target" in pairs else None
+        loss = loss_fn(model, batch, pairs["x0"][idx].to(device), gen, target)
         _sgd_step(loss, opt, params, cfg, i)
         return {"loss": float(loss.detach())}
 
@@ -685,6 +696,20 @@ def _class_term(probe: LatentClassProbe | None, x1: torch.Tensor, batch: WindowB
     return class_loss(probe, x1, onsets)
 
 
+def _envelope_term(run: Path, cfg: StageConfig):
+    """(x1, target, batch) -> envelope_weight x the band-envelope L1 of x1 against the true latents after the
+    run's VAE decoder (frieren_rt/train/envelope.py); a zero when the weight is 0."""
+    if not cfg.envelope_weight:
+        return lambda x1, target, batch: x1.new_zeros(())
+    vae = load_vae(run / "vae.safetensors").requires_grad_(False).to(training_device(cfg))
+
+    def decode(x: torch.Tensor) -> torch.Tensor:
+        return vae.decode(vae.from_flow(x))
+
+    return lambda x1, target, batch: cfg.envelope_weight * envelope_loss(decode, x1, target, batch.mask,
+                                                                         cfg.envelope_bands)
+
+
 def _masked_mse(pred: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
     free = 1.0 - batch.mask
     return ((pred - batch.x1).pow(2) * free).sum() / (free.sum() * batch.x1.shape[1]).clamp(min=1.0)
@@ -693,7 +718,7 @@ def _masked_mse(pred: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
 def stage_reflow(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """Reflow: the student's guided velocity toward (sample - noise) on the straight path (no CFG dropout)."""
 
-    def loss(model, batch, x0, gen):
+    def loss(model, batch, x0, gen, target):
         return masked_flow_loss(guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale), batch, gen, x0=x0)
 
     init = run / "base.safetensors"
@@ -712,11 +737,13 @@ def stage_distill(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     """One-step distillation: t = 0, x1_hat = x0 + v_guided(x0, 0), MSE to the stored sample."""
 
     probe = class_probe_of(run, cfg).to(training_device(cfg)) if cfg.class_weight else None
+    envelope = _envelope_term(run, cfg)
 
-    def loss(model, batch, x0, gen):
+    def loss(model, batch, x0, gen, target):
         t0 = torch.zeros(x0.shape[0], device=x0.device)
         x1 = x0 + guided(model, batch, cfg.cfg_scale, cfg.tail_cfg_scale)(x0, t0)
-        return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
+        return (_masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
+                + envelope(x1, target, batch))
 
     return _student_stage(run, cfg, "distill", run / "reflow.safetensors", "distill.safetensors", loss, time_budget_s)
 
@@ -725,11 +752,13 @@ def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None
     """Beyond Frieren: fold CFG into the one-step student, x1_hat = x0 + v(x0, 0, c): one pass, not two."""
 
     probe = class_probe_of(run, cfg).to(training_device(cfg)) if cfg.class_weight else None
+    envelope = _envelope_term(run, cfg)
 
-    def loss(model, batch, x0, gen):
+    def loss(model, batch, x0, gen, target):
         t0 = torch.zeros(x0.shape[0], device=x0.device)
         x1 = x0 + model(x0, t0, batch.cond, **_model_kwargs(batch))
-        return _masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
+        return (_masked_mse(x1, batch) + cfg.class_weight * _class_term(probe, x1, batch)
+                + envelope(x1, target, batch))
 
     return _student_stage(run, cfg, "single", run / "distill.safetensors", "single.safetensors", loss, time_budget_s)
 
