@@ -112,8 +112,9 @@ class StageConfig:
     class_weight: float = 0.0
     # Weight of the band-envelope L1 against the TRUE audio in the one-step students' loss (distill, single; 0 =
     # none): frieren_rt/train/envelope.py. Guidance shortens sounds and the students learn only the guided
-    # teacher's samples; this asks them for the true length per group of mel bands. Needs reflow pairs made with
-    # their true latents (this version's make_pairs stores them).
+    # teacher's samples; this asks them for the true length per group of mel bands (0.1 shipped; 1.0 restores
+    # the length but not the class: MODEL_CARD.md). Needs reflow pairs made with their true latents (make_pairs
+    # stores them since this option).
     envelope_weight: float = 0.0
     envelope_bands: int = 8
     # flow: exponential moving average of the field's weights, saved as base.safetensors (0: off, the last
@@ -655,7 +656,7 @@ def _student_stage(run: Path, cfg: StageConfig, name: str, init: Path, out_file:
         idx = torch.randint(n, (cfg.batch_size,), generator=gen)
         batch = WindowBatch(pairs["x1"][idx], pairs["cond"][idx], pairs["cond_index"][idx],
                             pairs["known"][idx], pairs["mask"][idx]).to(device)
-        target = pairs["target"][idx].to(device) if "target" in pairs else None
+        target = pairs["target"][idx].to(device) if cfg.envelope_weight else None  # only the envelope reads it
         loss = loss_fn(model, batch, pairs["x0"][idx].to(device), gen, target)
         _sgd_step(loss, opt, params, cfg, i)
         return {"loss": float(loss.detach())}

@@ -573,24 +573,35 @@ def test_reflow_distils_the_runs_base_into_a_smaller_field_and_refuses_one_of_ot
 
 def test_the_students_train_the_envelope_loss_on_pairs_that_keep_the_true_latents(tmp_path) -> None:  # noqa: ANN001
     """envelope_weight: the reflow pairs keep each window's true latents (``target``), distill and single add the
-    band-envelope L1 against them; pairs made before they kept them are refused with what to do."""
+    band-envelope L1 against them (the first step's loss, same model and batch, exceeds the one without it); pairs
+    made before they kept them are refused with what to do."""
+    import shutil
+
     import torch
     from safetensors.torch import load_file, save_file
 
     from frieren_rt.train.loop import LossLog
     from frieren_rt.train.stages import run_stage
 
-    _fake_flow_run(tmp_path)
+    run = tmp_path / "run"
+    _fake_flow_run(run)
     for stage in ("flow", "reflow"):
-        assert run_stage(stage, tmp_path, load_stage_config(stage, **TINY_CHAIN))["done"]
-    pairs = load_file(str(tmp_path / "reflow_pairs.safetensors"))
+        assert run_stage(stage, run, load_stage_config(stage, **TINY_CHAIN))["done"]
+    pairs = load_file(str(run / "reflow_pairs.safetensors"))
     assert pairs["target"].shape == pairs["x1"].shape
     known = pairs["mask"].bool().expand_as(pairs["x1"])
     assert torch.equal(pairs["target"][known], pairs["x1"][known])  # the known prefix is the truth in both
+    plain = tmp_path / "plain"
+    shutil.copytree(run, plain)
     for stage in ("distill", "single"):
-        assert run_stage(stage, tmp_path, load_stage_config(stage, **TINY_CHAIN, envelope_weight=1.0))["done"]
-        assert LossLog(tmp_path / stage).read()[-1]["loss"] > 0
+        first = {}
+        for folder, weight in ((run, 1.0), (plain, 0.0)):
+            cfg = load_stage_config(stage, **{**TINY_CHAIN, "steps": 1}, envelope_weight=weight)
+            assert run_stage(stage, folder, cfg)["done"]
+            first[weight] = LossLog(folder / stage).read()[0]["loss"]
+        assert first[1.0] > first[0.0] > 0
+        shutil.copy(run / f"{stage}.safetensors", plain)  # single starts from the same distilled student in both
     old = {k: v for k, v in pairs.items() if k != "target"}
-    save_file(old, str(tmp_path / "reflow_pairs.safetensors"))
+    save_file(old, str(run / "reflow_pairs.safetensors"))
     with pytest.raises(ValueError, match="envelope_weight needs the windows' true latents"):
-        run_stage("single", tmp_path, load_stage_config("single", **TINY_CHAIN, envelope_weight=1.0))
+        run_stage("single", run, load_stage_config("single", **TINY_CHAIN, envelope_weight=1.0))
