@@ -22,7 +22,8 @@ from torch import nn
 
 from frieren_rt.vision.events import feature_posteriors, onset_peaks
 
-__all__ = ["ProbeConfig", "LatentClassProbe", "onset_snippets", "fit_probe", "detected_onsets", "class_loss"]
+__all__ = ["ProbeConfig", "LatentClassProbe", "onset_snippets", "fit_probe", "detected_onsets", "class_loss",
+           "window_class_scores"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,15 +154,38 @@ def detected_onsets(cond: torch.Tensor, cond_index: torch.Tensor, mask: torch.Te
     return out
 
 
-def class_loss(probe: LatentClassProbe, x1: torch.Tensor, onsets: list[tuple[int, int, int, int]]) -> torch.Tensor:
-    """Cross-entropy of the probe on the student's latents x1 (B, C, W) after each detected onset (0 if none)."""
-    if not onsets:
-        return x1.new_zeros(())
+def _onset_logits(probe: LatentClassProbe, x1: torch.Tensor, onsets: list[tuple[int, int, int, int]]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe's logits (N, K) on the latents x1 (B, C, W) after each of N onsets, and their classes (N,)."""
     size = probe.cfg.max_len
     snippets, valid, labels = [], [], []
     for b, j, left, cls in onsets:
         length = min(size, left)
         snippets.append(F.pad(x1[b, :, j : j + length], (0, size - length)))
-        valid.append(torch.arange(size) < length)
+        valid.append(torch.arange(size, device=x1.device) < length)
         labels.append(cls)
-    return F.cross_entropy(probe(torch.stack(snippets), torch.stack(valid)), torch.tensor(labels))
+    return probe(torch.stack(snippets), torch.stack(valid)), torch.tensor(labels, device=x1.device)
+
+
+def class_loss(probe: LatentClassProbe, x1: torch.Tensor, onsets: list[tuple[int, int, int, int]]) -> torch.Tensor:
+    """Cross-entropy of the probe on the student's latents x1 (B, C, W) after each detected onset (0 if none)."""
+    if not onsets:
+        return x1.new_zeros(())
+    return F.cross_entropy(*_onset_logits(probe, x1, onsets))
+
+
+@torch.no_grad()
+def window_class_scores(probe: LatentClassProbe, x1: torch.Tensor, onsets: list[tuple[int, int, int, int]]
+                        ) -> torch.Tensor:
+    """(B,) the probe's mean log-probability of the detected class over each window's onsets in x1 (B, C, W);
+    0 for a window without one. A score to choose among samples by, not a loss: choosing never moves the
+    samples off what the teacher makes, so the probe cannot be fooled the way its loss was (MODEL_CARD.md,
+    "What was tried": the students satisfied it without sounding more like the class)."""
+    scores = x1.new_zeros(x1.shape[0])
+    if not onsets:
+        return scores
+    logits, labels = _onset_logits(probe, x1, onsets)
+    logp = logits.log_softmax(-1).gather(1, labels[:, None])[:, 0]  # (N,)
+    rows = torch.tensor([o[0] for o in onsets], device=x1.device)
+    counts = torch.zeros_like(scores).index_add_(0, rows, torch.ones_like(logp))
+    return scores.index_add_(0, rows, logp) / counts.clamp(min=1.0)

@@ -29,7 +29,7 @@ from frieren_rt.model.foley import FoleyConfig, FoleyModel
 from frieren_rt.vision.events import EventDetector, class_traces
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
-                                          onset_snippets)
+                                          onset_snippets, window_class_scores)
 from frieren_rt.train.detector import stage_detector
 from frieren_rt.train.envelope import envelope_loss
 from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
@@ -151,6 +151,14 @@ class StageConfig:
     # in sound (None: cfg_scale there too; frieren_rt.flow.guidance.prefix_guidance_scale). Teacher only, as
     # teacher_cfg_rescale: the students see the prefix and learn where the teacher eased.
     teacher_prefix_cfg: float | None = None
+    # Teacher samples drawn for each reflow window whose free latents hold an onset the detector reports; the
+    # pair keeps the one the run's latent class probe (frieren_rt/train/class_probe.py) finds most like the
+    # class the detector names there (1: one sample, Frieren's reflow data). Beyond Frieren: the teacher's
+    # samples carry the class the picture shows less often than the true audio does (MODEL_CARD.md, "What was
+    # tried"), and every student learns from these pairs alone. Choosing among the teacher's own samples keeps
+    # them the teacher's, so each pair is still a point of its flow from that pair's noise. Measured with 4
+    # (runs/s32): the students' class as heard by the evaluation did not rise; the shipped pairs use 1.
+    pair_candidates: int = 1
     teacher_steps: int = 25
     reflow_pairs: int = 4096
     threads: int = 2
@@ -172,6 +180,9 @@ class StageConfig:
     # Weight of the peak-level term (each mel band's loudest level over a crop against the target's: the
     # regression flattens attacks; PeakLevelLoss in frieren_rt/train/vocoder.py). 0: off.
     vocoder_peak_weight: float = 0.0
+    # Weight of a per-bin log-magnitude L1 on the band above 8 kHz alone, which the mel does not carry and the
+    # student must infer (HighBandLoss in frieren_rt/train/vocoder.py). 0: off.
+    vocoder_high_weight: float = 0.0
     # A VAE file whose reconstructions of the training mels (decoded from a posterior sample, once per clip) feed
     # the student in that fraction of its crops, the targets staying the teacher's audio of the true mel: the
     # student learns to vocode what the engine gives it, not what the VAE hides (HiFi-GAN, Kong et al. 2020,
@@ -596,21 +607,58 @@ def teacher_velocity(teacher: FoleyModel, batch: WindowBatch, cfg: StageConfig, 
     return cfg_velocity(teacher, batch.cond, None, s, rescale=cfg.teacher_cfg_rescale, **_model_kwargs(batch))
 
 
+def _teacher_samples(teacher: FoleyModel, batch: WindowBatch, x0: torch.Tensor, cfg: StageConfig,
+                     silent=None) -> torch.Tensor:
+    """The teacher's samples (B, C, W) from noise x0 on the host; known latents stay the data's: the student
+    is asked only for the free part, like its teacher."""
+    device = next(teacher.parameters()).device
+    x1 = euler(teacher_velocity(teacher, batch.to(device), cfg, silent), x0.to(device), cfg.teacher_steps).cpu()
+    return torch.where(batch.mask.bool(), batch.x1, x1)
+
+
+def best_of_candidates(teacher: FoleyModel, batch: WindowBatch, x0: torch.Tensor, x1: torch.Tensor,
+                       cfg: StageConfig, gen: torch.Generator, probe: LatentClassProbe, silent=None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, x1) with each window that holds a detected onset in its free latents given the best of
+    ``cfg.pair_candidates`` teacher samples by window_class_scores; x0, x1 (B, C, W), the first candidates."""
+    onsets = detected_onsets(batch.cond, batch.cond_index, batch.mask, classes=len(probe.cfg.classes),
+                             min_len=probe.cfg.min_len)
+    rows = sorted({o[0] for o in onsets})
+    if not rows:
+        return x0, x1
+    where = {b: i for i, b in enumerate(rows)}
+    sub_onsets = [(where[b], j, left, c) for b, j, left, c in onsets]
+    sub = batch.index(torch.tensor(rows))
+    best_x0, best_x1 = x0[rows].clone(), x1[rows].clone()
+    best = window_class_scores(probe, best_x1, sub_onsets)
+    for _ in range(cfg.pair_candidates - 1):
+        c0 = torch.randn(best_x0.shape, generator=gen)
+        c1 = _teacher_samples(teacher, sub, c0, cfg, silent)
+        score = window_class_scores(probe, c1, sub_onsets)
+        better = score > best
+        best_x0[better], best_x1[better], best[better] = c0[better], c1[better], score[better]
+    x0, x1 = x0.clone(), x1.clone()
+    x0[rows], x1[rows] = best_x0, best_x1
+    return x0, x1
+
+
 @torch.no_grad()
 def make_pairs(teacher: FoleyModel, sampler: WindowSampler, cfg: StageConfig, gen: torch.Generator,
-               silent=None) -> dict:
-    """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data).
+               silent=None, probe: LatentClassProbe | None = None) -> dict:
+    """(noise, teacher sample) pairs: ``teacher_steps`` Euler steps with CFG ``cfg_scale`` (Frieren's reflow data),
+    with ``probe`` and ``cfg.pair_candidates`` > 1 the best of that many samples for windows with an onset.
     The teacher runs on its own device; the pairs come back on the host."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    device = next(teacher.parameters()).device
+    if cfg.pair_candidates > 1 and probe is None:
+        raise ValueError("pair_candidates > 1 chooses by the run's latent class probe: pass it")
     chunks = []
     for _ in tqdm(range(0, cfg.reflow_pairs, 64), desc="reflow pairs", unit="x64"):
         batch = sampler.batch(64, gen, sample_posterior=False)
         x0 = torch.randn(batch.x1.shape, generator=gen)
-        x1 = euler(teacher_velocity(teacher, batch.to(device), cfg, silent), x0.to(device), cfg.teacher_steps).cpu()
-        # Known latents stay the data's: the student is asked only for the free part, like its teacher.
-        x1 = torch.where(batch.mask.bool(), batch.x1, x1)
+        x1 = _teacher_samples(teacher, batch, x0, cfg, silent)
+        if cfg.pair_candidates > 1:
+            x0, x1 = best_of_candidates(teacher, batch, x0, x1, cfg, gen, probe, silent)
         chunks.append({"x0": x0, "x1": x1, "cond": batch.cond, "cond_index": batch.cond_index,
                        "known": batch.known, "mask": batch.mask, "target": batch.x1})  # target: the true latents
     return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
@@ -625,7 +673,11 @@ def _pairs(run: Path, cfg: StageConfig, teacher_file: str, name: str) -> dict[st
         gen = torch.Generator().manual_seed(cfg.seed + 17)
         teacher = FoleyModel.from_pretrained(run / teacher_file).to(training_device(cfg))
         silent = None if cfg.teacher_prefix_cfg is None else silent_latents(load_vae(run / "vae.safetensors"))
-        pairs = make_pairs(teacher, sampler, cfg, gen, silent)
+        if cfg.pair_candidates < 1:
+            raise ValueError(f"pair_candidates must be >= 1 (1: one teacher sample per window), not "
+                             f"{cfg.pair_candidates}")
+        probe = class_probe_of(run, cfg) if cfg.pair_candidates > 1 else None
+        pairs = make_pairs(teacher, sampler, cfg, gen, silent, probe)
         save_file({k: v.contiguous() for k, v in pairs.items()}, str(path))
     return load_file(str(path))
 
@@ -769,13 +821,15 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
-                                          MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
+                                          HighBandLoss, MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
                                           load_vocoder, new_student, regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
     if cfg.vocoder_peak_weight < 0:
         raise ValueError(f"vocoder_peak_weight must be >= 0 (0: no peak-level term), not {cfg.vocoder_peak_weight}")
+    if cfg.vocoder_high_weight < 0:
+        raise ValueError(f"vocoder_high_weight must be >= 0 (0: no high-band term), not {cfg.vocoder_high_weight}")
     if cfg.vocoder_target not in ("teacher", "world"):
         raise ValueError(f"vocoder_target must be 'teacher' or 'world', not {cfg.vocoder_target!r}")
     cache = FeatureCache(run / "cache_train")
@@ -800,6 +854,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     peak = PeakLevelLoss() if cfg.vocoder_peak_weight > 0 else None
+    high = HighBandLoss() if cfg.vocoder_high_weight > 0 else None
     student.requires_grad_(True).train()
     params = list(student.parameters())
     opt = _optimizer(params, cfg)
@@ -817,7 +872,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                                 cfg.vocoder_vae_fraction, gen, generated=generated,
                                                 generated_fraction=cfg.vocoder_generated_fraction)
         wav = student(student_in)
-        out = regression_loss(wav, logmel, mel, target, spectral, peak, cfg.vocoder_peak_weight)
+        out = regression_loss(wav, logmel, mel, target, spectral, peak, cfg.vocoder_peak_weight, high,
+                              cfg.vocoder_high_weight)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)

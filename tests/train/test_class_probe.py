@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
-                                          onset_snippets)
+                                          onset_snippets, window_class_scores)
 
 CLASSES = ("low", "high")
 
@@ -72,3 +72,20 @@ def test_the_class_loss_pulls_the_latents_toward_the_reported_class():
     class_loss(probe, x1, [(0, 4, 8, 1)]).backward()
     after = float(class_loss(probe, (x1 - 5.0 * x1.grad).detach(), [(0, 4, 8, 1)]))
     assert after < before and torch.count_nonzero(x1.grad[..., :4]) == 0  # only the onset's latents move
+
+
+def test_window_scores_rank_a_window_by_the_reported_class_of_each_of_its_onsets():
+    torch.manual_seed(0)
+    cfg = ProbeConfig(channels=4, classes=CLASSES, max_len=8, min_len=2, width=8)
+    probe, _ = fit_probe(_snippets(range(20)), _snippets(range(100, 102)), cfg, steps=150)
+    x1 = 0.05 * torch.randn(3, 4, 20)
+    x1[0, 1, 4:12] += 2.0  # window 0 sounds "high" after its onset at latent 4
+    x1[1, 0, 4:12] += 2.0  # window 1 sounds "low" there
+    onsets = [(0, 4, 16, 1), (1, 4, 16, 1)]  # both onsets reported as "high"; window 2 has none
+    scores = window_class_scores(probe, x1, onsets)
+    assert scores.shape == (3,) and float(scores[2]) == 0.0
+    assert float(scores[0]) > float(scores[1]) and float(scores[0]) <= 0.0
+    # A window's score is the mean over its onsets: a second, wrong onset in window 0 lowers it.
+    x1[0, 0, 13:20] += 2.0
+    both = window_class_scores(probe, x1, onsets + [(0, 13, 7, 1)])
+    assert float(both[0]) < float(scores[0])

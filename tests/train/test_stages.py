@@ -605,3 +605,53 @@ def test_the_students_train_the_envelope_loss_on_pairs_that_keep_the_true_latent
     save_file(old, str(run / "reflow_pairs.safetensors"))
     with pytest.raises(ValueError, match="envelope_weight needs the windows' true latents"):
         run_stage("single", run, load_stage_config("single", **TINY_CHAIN, envelope_weight=1.0))
+
+
+def test_the_reflow_pairs_keep_the_teacher_sample_the_class_probe_likes_best_for_windows_with_an_onset(
+        tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """pair_candidates: a window with a detected onset in its free latents gets the best of the candidates by the
+    probe's score, each kept with its own noise (a valid reflow pair); a window without one keeps its first
+    sample; fewer than one candidate is refused."""
+    import torch
+
+    from frieren_rt.train import stages
+    from frieren_rt.train.class_probe import ProbeConfig
+    from frieren_rt.train.data import WindowBatch
+    from frieren_rt.train.stages import best_of_candidates, run_stage
+
+    class Probe:  # "high" is channel 1's mean level after the onset, "low" channel 0's
+        cfg = ProbeConfig(channels=4, classes=("low", "high"), max_len=4, min_len=2)
+
+        def __call__(self, z, valid):  # noqa: ANN001, ANN204
+            m = valid[:, None, :].to(z.dtype)
+            return torch.stack([(z[:, 0] * m[:, 0]).sum(-1), (z[:, 1] * m[:, 0]).sum(-1)], dim=-1)
+
+    def teacher_samples(teacher, batch, x0, cfg, silent=None):  # noqa: ANN001, ANN202
+        return torch.where(batch.mask.bool(), batch.x1, 2.0 * x0)  # the "teacher" doubles its noise
+
+    monkeypatch.setattr(stages, "_teacher_samples", teacher_samples)
+    cond = torch.zeros(3, 6, 8)
+    cond[..., -1] = 1.0  # "no event" everywhere but slot 3 of windows 0 and 1 ("high")
+    cond[:2, 3, -3:] = torch.tensor([0.0, 0.9, 0.1])
+    index = torch.arange(6).repeat_interleave(2).expand(3, -1)  # (3, 12): two latents per slot
+    mask = torch.zeros(3, 1, 12)
+    mask[..., :2] = 1.0
+    x1_true = torch.randn(3, 4, 12)
+    batch = WindowBatch(x1_true, cond, index, x1_true * mask, mask)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 4, 12, generator=gen)
+    x1 = teacher_samples(None, batch, x0, None)
+    cfg = load_stage_config("reflow", pair_candidates=8)
+    b0, b1 = best_of_candidates(None, batch, x0, x1, cfg, gen, Probe())
+    torch.testing.assert_close(b1, teacher_samples(None, batch, b0, None))  # each sample with its own noise
+    torch.testing.assert_close(b0[2], x0[2])  # no onset: the first sample stays
+    for row in (0, 1):  # the onset at latent 6: "high" minus "low" over the 4 latents after it, a better pick
+        margin = (lambda z: float((z[row, 1, 6:10] - z[row, 0, 6:10]).sum()))
+        assert margin(b1) >= margin(x1)
+    assert not torch.equal(b0[:2], x0[:2])  # with 8 candidates some window found a better one
+
+    run = tmp_path / "run"
+    _fake_flow_run(run)
+    assert run_stage("flow", run, load_stage_config("flow", **TINY_CHAIN))["done"]
+    with pytest.raises(ValueError, match="pair_candidates must be >= 1"):
+        run_stage("reflow", run, load_stage_config("reflow", **TINY_CHAIN, pair_candidates=0))

@@ -136,10 +136,32 @@ def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
     assert torch.allclose(peaked["loss"], plain["loss"] + 2.0 * peaked["peak"])
 
 
-def test_a_negative_peak_weight_is_refused_before_any_data_is_read(tmp_path):
+def test_a_negative_peak_or_high_band_weight_is_refused_before_any_data_is_read(tmp_path):
     import pytest
 
     from frieren_rt.train.stages import load_stage_config, stage_vocoder
 
     with pytest.raises(ValueError, match="vocoder_peak_weight"):
         stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_peak_weight=-1.0))
+    with pytest.raises(ValueError, match="vocoder_high_weight"):
+        stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_high_weight=-1.0))
+
+
+def test_the_high_band_loss_reads_only_the_band_above_the_mels_8_khz():
+    # HighBandLoss's reason to exist: the mel stops at 8 kHz, so the band above is what the student infers.
+    from frieren_rt.train.vocoder import HighBandLoss, regression_loss
+
+    t = torch.arange(8192) / 22050.0
+    low, high = torch.sin(2 * torch.pi * 1000 * t)[None], torch.sin(2 * torch.pi * 9500 * t)[None]
+    loss = HighBandLoss()
+    assert float(loss(low + high, low + high)) < 1e-6
+    assert float(loss(2.0 * low + high, low + high)) < 0.05  # the band below 8 kHz is not its business
+    assert float(loss(low + 0.25 * high, low + high)) > 0.3  # a quieter 9.5 kHz tone is
+    from frieren_rt.audio.mel import LogMel
+
+    logmel = LogMel()
+    wav, target = low + 0.25 * high, low + high
+    mel = logmel(target)[..., :32]
+    plain = regression_loss(wav, logmel, mel, target)
+    weighted = regression_loss(wav, logmel, mel, target, high=loss, high_weight=2.0)
+    assert "high" not in plain and torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted["high"])
