@@ -179,8 +179,8 @@ def window_class_scores(probe: LatentClassProbe, x1: torch.Tensor, onsets: list[
                         ) -> torch.Tensor:
     """(B,) the probe's mean log-probability of the detected class over each window's onsets in x1 (B, C, W);
     0 for a window without one. A score to choose among samples by, not a loss: choosing never moves the
-    samples off what the teacher makes, so the probe cannot be fooled the way its loss was (MODEL_CARD.md,
-    "What was tried": the students satisfied it without sounding more like the class)."""
+    samples off what the teacher makes, where the probe's loss let the students satisfy it without sounding more
+    like the class. Measured, choosing did not raise class either (runs/s32; MODEL_CARD.md, "What was tried")."""
     scores = x1.new_zeros(x1.shape[0])
     if not onsets:
         return scores

@@ -62,17 +62,18 @@ def teacher_targets(teacher: HifiganGenerator, mels: list[torch.Tensor], chunk: 
     return out
 
 
+def stft_magnitudes(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+    """(B, N) audio -> (B, n_fft // 2 + 1, T) STFT magnitudes (Hann window, floor 1e-5): what the per-bin
+    spectral losses compare."""
+    window = torch.hann_window(win, device=x.device)
+    return torch.stft(x, n_fft, hop, win, window, return_complex=True).abs().clamp(min=1e-5)
+
+
 def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Multi-resolution STFT loss: spectral convergence + L1 of log magnitudes, averaged. (B, N) each."""
     total = pred.new_zeros(())
     for n_fft, hop, win in RESOLUTIONS:
-        window = torch.hann_window(win, device=pred.device)
-
-        def mag(x: torch.Tensor) -> torch.Tensor:
-            spec = torch.stft(x, n_fft, hop, win, window, return_complex=True)
-            return spec.abs().clamp(min=1e-5)
-
-        p, t = mag(pred), mag(target)
+        p, t = stft_magnitudes(pred, n_fft, hop, win), stft_magnitudes(target, n_fft, hop, win)
         # Spectral convergence over the whole batch: per-crop norms explode on the world's silent stretches.
         sc = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp(min=1e-3)
         total = total + sc + (p.log() - t.log()).abs().mean()
@@ -151,10 +152,10 @@ class HighBandLoss(nn.Module):
 
     Why: the mel a student vocoder reads stops at 8 kHz, so everything above it the student must infer from the
     band below, and the per-bin STFT loss gives those bins only their share (27 % at 22.05 kHz) of a loss
-    dominated by the band the mel already pins down. From the true mel the shipped student's band above 8 kHz,
-    put in place of the true one, takes coin from 0.80 to 0.50 in the evaluation's classifier (24 test clips).
-    Measured (``runs/hi50``, MODEL_CARD.md, "What was tried"): coin's band above 8 kHz did not come back and the
-    true mel's class fell (0.500 -> 0.475); the shipped student does not use this term."""
+    dominated by the band the mel already pins down. The shipped student's band above 8 kHz, put in place of the
+    true audio's, costs 0.05 of the evaluation's class accuracy (0.550 -> 0.500 on 24 test clips,
+    benchmarks/class_features.py). Measured (``runs/hi50``, MODEL_CARD.md, "What was tried"): that band did not
+    come back (0.505) and the true mel's class fell (0.500 -> 0.475); the shipped student does not use this term."""
 
     def __init__(self, cutoff_hz: float = 8000.0, sample_rate: int = 22050) -> None:
         super().__init__()
@@ -164,10 +165,8 @@ class HighBandLoss(nn.Module):
         """(B, N) each -> scalar."""
         total = pred.new_zeros(())
         for n_fft, hop, win in RESOLUTIONS:
-            window = torch.hann_window(win, device=pred.device)
             first = math.ceil(self.cutoff_hz * n_fft / self.sample_rate)  # the first bin at or above the cutoff
-            p, t = (torch.stft(x, n_fft, hop, win, window, return_complex=True)[:, first:].abs().clamp(min=1e-5).log()
-                    for x in (pred, target))
+            p, t = (stft_magnitudes(x, n_fft, hop, win)[:, first:].log() for x in (pred, target))
             total = total + (p - t).abs().mean()
         return total / len(RESOLUTIONS)
 
