@@ -23,6 +23,7 @@ Needs the asset cache (``frieren-rt assets fetch``).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from frieren_rt.eval.classify import LogMelStats, event_snippets, fit_event_classifier
 from frieren_rt.eval.onset_net import LearnedOnsetDetector
-from frieren_rt.eval.runner import HopGeometry, parse_row, reconstruct, row_geometry, split_clips
+from frieren_rt.eval.runner import HopGeometry, parse_row, reconstruct, row_geometry, row_options, split_clips
 from frieren_rt.eval.truth import true_audio
 from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
 from frieren_rt.world.config import SPLITS
@@ -100,10 +101,7 @@ def main() -> None:
     clips = [c for c in split_clips(args.split, args.clips) if c.events]
     hop = GenerationOptions.hop_s if args.hop is None else args.hop
     geom = row_geometry(row, HopGeometry(hop_s=hop, lookahead=0, revise_lookahead=False))
-    options = GenerationOptions(variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
-                                decoder=row.decoder or "auto", event_gate=not args.no_gate, hop_s=geom.hop_s,
-                                lookahead=geom.lookahead, revise_lookahead=geom.revise_lookahead,
-                                lookahead_seam=geom.lookahead_seam)
+    options = replace(row_options(row, geom), event_gate=not args.no_gate)
     pipe = FoleyPipeline.from_dir(args.weights, options)
     detector = LearnedOnsetDetector.load()
     labels, pred_true, pred_gen, cut, found_true, found_gen, lengths = [], [], [], [], [], [], []

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate this row instead of the table (repeatable), e.g. --row base:25:2 --row distill:1 "
                    "--row distill:1@student/offline#generate (frieren-rt generate's default: the student vocoder "
                    "after the offline VAE decoder, at generate's hop and look-ahead) --row single:1#engine (serve's "
-                   "default) --row distill:1@hifigan; #engine / #generate override --hop and --lookahead")
+                   "default) --row distill:1@hifigan; #engine / #generate override --hop and --lookahead; --row truth "
+                   "and --row mismatched: the ceiling and floor rows")
     p.add_argument("--vocoder", choices=["auto", "student", "hifigan"], default="auto",
                    help="vocoder for generated rows (default: the student when shipped)")
     p.add_argument("--hop", type=float, default=None, metavar="S",

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from frieren_rt.pipeline import GENERATE_GEOMETRY, HopGeometry
 
-__all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table", "split_clips"]
+__all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table", "row_options", "split_clips"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,18 @@ def row_geometry(row: EvalRow, default: HopGeometry) -> HopGeometry:
     raise ValueError(f"unknown row geometry {row.geometry!r}; choose engine or generate")
 
 
+def row_options(row: EvalRow, geometry: HopGeometry, *, vocoder: str = "auto"):
+    """The GenerationOptions a generated row runs with at ``geometry`` (:func:`row_geometry`); ``vocoder``: the
+    evaluation's own, for a row that names none."""
+    from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
+
+    return GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
+                             vocoder=row.vocoder or vocoder, event_gate=row.event_gate, tail_cfg=row.tail_cfg,
+                             decoder=row.decoder or "auto", lookahead=geometry.lookahead,
+                             revise_lookahead=geometry.revise_lookahead, lookahead_seam=geometry.lookahead_seam,
+                             hop_s=geometry.hop_s)
+
+
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("ground truth (ceiling)", None),
     EvalRow("mismatched clip (floor)", "mismatched"),
@@ -90,6 +102,8 @@ DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("reflow + distill, Euler 1, no event gate", "distill", 1, event_gate=False),
     EvalRow("single-pass student, Euler 1, no event gate", "single", 1, event_gate=False),
 )
+# The reference rows by their --row names (parse_row).
+REFERENCE_ROWS: dict[str, EvalRow] = {"truth": DEFAULT_ROWS[0], "mismatched": DEFAULT_ROWS[1]}
 QUICK_ROWS = tuple(r for r in DEFAULT_ROWS if r.name in {
     "ground truth (ceiling)", "mismatched clip (floor)", "true audio through VAE + vocoder (audio-stack ceiling)",
     "true audio through VAE (offline decoder) + HiFi-GAN universal (offline audio-stack ceiling)",
@@ -157,10 +171,13 @@ def _summarise(per_clip: list[dict], true_emb: np.ndarray, true_post: torch.Tens
 def parse_row(spec: str) -> EvalRow:
     """``VARIANT:STEPS[:CFG[:TAIL_CFG]][@VOCODER[/DECODER]][#GEOMETRY]`` (e.g. ``distill:1``, ``base:25:2``,
     ``base:25:4.5:1.5``, ``distill:1@hifigan``, ``distill:1@student/offline#generate``: generate's default,
-    ``single:1#engine``: serve's) -> an Euler row with the event gate on, named after the spec; ValueError saying
-    the format otherwise."""
+    ``single:1#engine``: serve's) -> an Euler row with the event gate on, named after the spec; ``truth`` and
+    ``mismatched``: the table's ceiling and floor rows, so a run of chosen rows can carry its own references;
+    ValueError saying the format otherwise."""
     from frieren_rt.pipeline import VARIANTS  # noqa: PLC0415
 
+    if spec in REFERENCE_ROWS:
+        return REFERENCE_ROWS[spec]
     full = spec
     spec, hash_, geometry = spec.partition("#")
     spec, _, audio = spec.partition("@")
@@ -177,7 +194,8 @@ def parse_row(spec: str) -> EvalRow:
         raise ValueError(f"row {full!r}: expected "
                          f"VARIANT:STEPS[:CFG[:TAIL_CFG]][@student|@hifigan[/streaming|/offline]][#engine|#generate] "
                          f"with VARIANT one of {list(VARIANTS)}, e.g. distill:1, base:25:4.5:1.5, distill:1@hifigan, "
-                         f"single:1#engine or distill:1@student/offline#generate") from None
+                         f"single:1#engine or distill:1@student/offline#generate; or one of {list(REFERENCE_ROWS)}"
+                         ) from None
     name = f"{parts[0]}, Euler {steps}" + ("" if cfg is None else f", CFG {cfg:g}") + (
         "" if tail is None else f", tail CFG {tail:g}") + (f", {vocoder}" if vocoder else "") + (
         f" after the {decoder} decoder" if decoder else "") + (
@@ -232,11 +250,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
             timing = None
         else:
             geom = row_geometry(row, default_geometry)
-            options = GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
-                                        vocoder=row.vocoder or vocoder, event_gate=row.event_gate,
-                                        tail_cfg=row.tail_cfg, decoder=row.decoder or "auto",
-                                        lookahead=geom.lookahead, revise_lookahead=geom.revise_lookahead,
-                                        lookahead_seam=geom.lookahead_seam, hop_s=geom.hop_s)
+            options = row_options(row, geom, vocoder=vocoder)
             key = (row.variant, options.vocoder, options.decoder)
             if key not in pipes:
                 pipes[key] = FoleyPipeline.from_dir(weights, options)

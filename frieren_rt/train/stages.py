@@ -183,6 +183,9 @@ class StageConfig:
     # Weight of a per-bin log-magnitude L1 on the band above 8 kHz alone, which the mel does not carry and the
     # student must infer (HighBandLoss in frieren_rt/train/vocoder.py). 0: off.
     vocoder_high_weight: float = 0.0
+    # Weight of a term on how fast each band's level rises (AttackRiseLoss in frieren_rt/train/vocoder.py: the
+    # onsets the stack loses start under a sound already playing, and the student softens their rise). 0: off.
+    vocoder_rise_weight: float = 0.0
     # A VAE file whose reconstructions of the training mels (decoded from a posterior sample, once per clip) feed
     # the student in that fraction of its crops, the targets staying the teacher's audio of the true mel: the
     # student learns to vocode what the engine gives it, not what the VAE hides (HiFi-GAN, Kong et al. 2020,
@@ -821,7 +824,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
-                                          HighBandLoss, MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
+                                          AttackRiseLoss, HighBandLoss, MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
                                           load_vocoder, new_student, regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
@@ -830,6 +833,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         raise ValueError(f"vocoder_peak_weight must be >= 0 (0: no peak-level term), not {cfg.vocoder_peak_weight}")
     if cfg.vocoder_high_weight < 0:
         raise ValueError(f"vocoder_high_weight must be >= 0 (0: no high-band term), not {cfg.vocoder_high_weight}")
+    if cfg.vocoder_rise_weight < 0:
+        raise ValueError(f"vocoder_rise_weight must be >= 0 (0: no attack-rise term), not {cfg.vocoder_rise_weight}")
     if cfg.vocoder_target not in ("teacher", "world"):
         raise ValueError(f"vocoder_target must be 'teacher' or 'world', not {cfg.vocoder_target!r}")
     cache = FeatureCache(run / "cache_train")
@@ -853,8 +858,9 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                  if cfg.vocoder_generated is not None else None)
     student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
-    peak = PeakLevelLoss() if cfg.vocoder_peak_weight > 0 else None
-    high = HighBandLoss() if cfg.vocoder_high_weight > 0 else None
+    terms = {name: (make(), weight) for name, make, weight in (
+        ("peak", PeakLevelLoss, cfg.vocoder_peak_weight), ("high", HighBandLoss, cfg.vocoder_high_weight),
+        ("rise", AttackRiseLoss, cfg.vocoder_rise_weight)) if weight > 0}
     student.requires_grad_(True).train()
     params = list(student.parameters())
     opt = _optimizer(params, cfg)
@@ -872,8 +878,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                                 cfg.vocoder_vae_fraction, gen, generated=generated,
                                                 generated_fraction=cfg.vocoder_generated_fraction)
         wav = student(student_in)
-        out = regression_loss(wav, logmel, mel, target, spectral, peak, cfg.vocoder_peak_weight, high,
-                              cfg.vocoder_high_weight)
+        out = regression_loss(wav, logmel, mel, target, spectral, terms)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)

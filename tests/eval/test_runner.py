@@ -41,6 +41,26 @@ def test_a_row_spec_can_run_at_a_products_own_hop_and_lookahead():
     assert row_geometry(parse_row("distill:1"), default) == default
 
 
+def test_a_rows_options_carry_its_choices_and_its_geometry():
+    from frieren_rt.eval.runner import row_options
+    from frieren_rt.pipeline import GENERATE_GEOMETRY, HopGeometry
+
+    row = parse_row("distill:1:3@student/offline#generate")
+    o = row_options(row, row_geometry(row, HopGeometry(hop_s=0.2, lookahead=0, revise_lookahead=False)))
+    assert (o.variant, o.steps, o.cfg, o.vocoder, o.decoder, o.event_gate) == ("distill", 1, 3.0, "student", "offline",
+                                                                                True)
+    assert (o.hop_s, o.lookahead, o.revise_lookahead) == (GENERATE_GEOMETRY.hop_s, GENERATE_GEOMETRY.lookahead,
+                                                          GENERATE_GEOMETRY.revise_lookahead)
+    plain = row_options(parse_row("base:25"), HopGeometry(hop_s=0.2, lookahead=0, revise_lookahead=False),
+                        vocoder="hifigan")  # a row naming no vocoder takes the evaluation's
+    assert (plain.vocoder, plain.decoder, plain.hop_s, plain.lookahead) == ("hifigan", "auto", 0.2, 0)
+
+
+def test_the_reference_rows_can_be_asked_for_by_name():
+    assert parse_row("truth") == DEFAULT_ROWS[0] and parse_row("truth").variant is None
+    assert parse_row("mismatched") == DEFAULT_ROWS[1] and parse_row("mismatched").variant == "mismatched"
+
+
 def test_the_tables_product_rows_run_as_the_products_ship():
     by_geometry = {}
     for row in DEFAULT_ROWS:

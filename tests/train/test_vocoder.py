@@ -131,12 +131,12 @@ def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
     logmel = LogMel()
     mel = logmel(target)[..., :32]
     plain = regression_loss(wav, logmel, mel, target)
-    peaked = regression_loss(wav, logmel, mel, target, None, PeakLevelLoss(), 2.0)
+    peaked = regression_loss(wav, logmel, mel, target, None, {"peak": (PeakLevelLoss(), 2.0)})
     assert "peak" not in plain and "peak" in peaked
     assert torch.allclose(peaked["loss"], plain["loss"] + 2.0 * peaked["peak"])
 
 
-def test_a_negative_peak_or_high_band_weight_is_refused_before_any_data_is_read(tmp_path):
+def test_a_negative_peak_high_band_or_rise_weight_is_refused_before_any_data_is_read(tmp_path):
     import pytest
 
     from frieren_rt.train.stages import load_stage_config, stage_vocoder
@@ -145,6 +145,8 @@ def test_a_negative_peak_or_high_band_weight_is_refused_before_any_data_is_read(
         stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_peak_weight=-1.0))
     with pytest.raises(ValueError, match="vocoder_high_weight"):
         stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_high_weight=-1.0))
+    with pytest.raises(ValueError, match="vocoder_rise_weight"):
+        stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_rise_weight=-1.0))
 
 
 def test_the_high_band_loss_reads_only_the_band_above_the_mels_8_khz():
@@ -163,5 +165,25 @@ def test_the_high_band_loss_reads_only_the_band_above_the_mels_8_khz():
     wav, target = low + 0.25 * high, low + high
     mel = logmel(target)[..., :32]
     plain = regression_loss(wav, logmel, mel, target)
-    weighted = regression_loss(wav, logmel, mel, target, high=loss, high_weight=2.0)
+    weighted = regression_loss(wav, logmel, mel, target, terms={"high": (loss, 2.0)})
     assert "high" not in plain and torch.allclose(weighted["loss"], plain["loss"] + 2.0 * weighted["high"])
+
+
+def test_the_attack_rise_loss_charges_a_softened_rise_under_a_playing_sound_and_not_a_decay():
+    # AttackRiseLoss's reason to exist: a new sound starting under one already playing is found by its rise,
+    # and the student softens that rise (MODEL_CARD.md, "What was tried").
+    from frieren_rt.train.vocoder import AttackRiseLoss
+
+    gen = torch.Generator().manual_seed(0)
+    bed = 0.1 * torch.randn(1, 16384, generator=gen)  # a sound already playing
+    burst = torch.randn(1, 8192, generator=gen)
+    sharp, soft = bed.clone(), bed.clone()
+    sharp[0, 8192:] += burst[0]
+    soft[0, 8192:] += burst[0] * torch.linspace(0, 1, 8192).clamp(max=1500 / 8192).mul(8192 / 1500)  # 68 ms ramp
+    loss = AttackRiseLoss()
+    assert float(loss(sharp, sharp)) < 1e-6
+    assert float(loss(soft, sharp)) > 3 * float(loss(sharp + 1e-3 * torch.randn(1, 16384, generator=gen), sharp))
+    # A faster decay rises no less: only rises are priced.
+    early_end = sharp.clone()
+    early_end[0, 12000:] *= 0.1
+    assert float(loss(early_end, sharp)) < 0.5 * float(loss(soft, sharp))
