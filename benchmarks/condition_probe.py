@@ -96,6 +96,5 @@ def main() -> None:
         print(line, flush=True)
 
 
-
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.pipeline import GENERATE_GEOMETRY, HopGeometry
+from frieren_rt.pipeline import GENERATE_GEOMETRY, GenerationOptions, HopGeometry
 
 __all__ = ["EvalRow", "DEFAULT_ROWS", "eval_tools", "evaluate", "markdown_table", "row_options", "split_clips"]
 
@@ -63,11 +63,9 @@ def row_geometry(row: EvalRow, default: HopGeometry) -> HopGeometry:
     raise ValueError(f"unknown row geometry {row.geometry!r}; choose engine or generate")
 
 
-def row_options(row: EvalRow, geometry: HopGeometry, *, vocoder: str = "auto"):
+def row_options(row: EvalRow, geometry: HopGeometry, *, vocoder: str = "auto") -> GenerationOptions:
     """The GenerationOptions a generated row runs with at ``geometry`` (:func:`row_geometry`); ``vocoder``: the
     evaluation's own, for a row that names none."""
-    from frieren_rt.pipeline import GenerationOptions  # noqa: PLC0415
-
     return GenerationOptions(variant=row.variant, steps=row.steps, sampler=row.sampler, cfg=row.cfg,
                              vocoder=row.vocoder or vocoder, event_gate=row.event_gate, tail_cfg=row.tail_cfg,
                              decoder=row.decoder or "auto", lookahead=geometry.lookahead,
@@ -225,7 +223,7 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
     (0 as the streaming engine; None as ``frieren-rt generate``); ``revise_lookahead``: the vector field generates
     the look-ahead again at the next hop (GenerationOptions.revise_lookahead); ``lookahead_seam``: the seam
     crossfade in the look-ahead (GenerationOptions.lookahead_seam). Rows with a ``geometry`` use their product's."""
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
 
     if split not in SPLITS:

@@ -823,9 +823,10 @@ def stage_single(run: Path, cfg: StageConfig, time_budget_s: float | None = None
 def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = None) -> dict[str, Any]:
     """Distil a small HiFi-GAN-shaped student from the universal generator (see frieren_rt/train/vocoder.py)."""
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
-    from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses,  # noqa: PLC0415
-                                          AttackRiseLoss, HighBandLoss, MultiScaleMelLoss, PeakLevelLoss, cached_targets, discriminator_loss,
-                                          load_vocoder, new_student, regression_loss, save_vocoder, world_audio)
+    from frieren_rt.train.vocoder import (AttackRiseLoss, HighBandLoss, MultiScaleMelLoss,  # noqa: PLC0415
+                                          PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
+                                          cached_targets, discriminator_loss, load_vocoder, new_student,
+                                          regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")

@@ -37,8 +37,8 @@ from frieren_rt.audio.hifigan import HifiganConfig, HifiganGenerator
 from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
-__all__ = ["AttackRiseLoss", "HighBandLoss", "MultiScaleMelLoss", "PeakLevelLoss", "SpectrogramDiscriminator", "adversarial_losses", "discriminator_loss",
-           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio",
+__all__ = ["AttackRiseLoss", "HighBandLoss", "MultiScaleMelLoss", "PeakLevelLoss", "SpectrogramDiscriminator",
+           "adversarial_losses", "discriminator_loss", "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio",
            "aligned_frames", "generated_mels"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
@@ -99,27 +99,31 @@ class MultiScaleMelLoss(nn.Module):
 
     SCALES = ((128, 32, 16), (256, 64, 32), (512, 128, 64), (1024, 256, 80), (2048, 512, 128))  # n_fft, hop, bands
 
-    def __init__(self, sample_rate: int = 22050) -> None:
+    def __init__(self, sample_rate: int = 22050, scales: Sequence[tuple[int, int, int]] | None = None) -> None:
         super().__init__()
         self.specs = []
-        for i, (n_fft, hop, bands) in enumerate(self.SCALES):
+        for i, (n_fft, hop, bands) in enumerate(self.SCALES if scales is None else scales):
             cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=bands,
                             fmax=sample_rate / 2)
             self.register_buffer(f"fb{i}", slaney_mel_filterbank(cfg), persistent=False)
             self.register_buffer(f"win{i}", torch.hann_window(n_fft), persistent=False)
             self.specs.append((n_fft, hop))
 
+    def view(self, levels: torch.Tensor) -> torch.Tensor:
+        """What of the log band levels (B, bands, T) is compared: here all of them. Subclasses price one aspect."""
+        return levels
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, N) each -> scalar, the mean over scales."""
+        """(B, N) each -> scalar: the mean over scales of the L1 between the two views."""
         total = pred.new_zeros(())
         for i, (n_fft, hop) in enumerate(self.specs):
             fb, win = getattr(self, f"fb{i}"), getattr(self, f"win{i}")
-            p, t = (log_band_magnitudes(x, fb, win, n_fft, hop) for x in (pred, target))
+            p, t = (self.view(log_band_magnitudes(x, fb, win, n_fft, hop)) for x in (pred, target))
             total = total + (p - t).abs().mean()
         return total / len(self.specs)
 
 
-class PeakLevelLoss(nn.Module):
+class PeakLevelLoss(MultiScaleMelLoss):
     """L1 between the loudest level each mel band reaches over a crop, in two waveforms (natural-log band
     magnitudes, 512-point STFT, 128-sample hop, 48 bands over 0-11.025 kHz).
 
@@ -132,18 +136,11 @@ class PeakLevelLoss(nn.Module):
     every peak low. This term prices the peak itself; the gradient reaches only each band's loudest frame."""
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 512, hop: int = 128, bands: int = 48) -> None:
-        super().__init__()
-        cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=bands,
-                        fmax=sample_rate / 2)
-        self.register_buffer("fb", slaney_mel_filterbank(cfg), persistent=False)
-        self.register_buffer("win", torch.hann_window(n_fft), persistent=False)
-        self.n_fft, self.hop = n_fft, hop
+        super().__init__(sample_rate, ((n_fft, hop, bands),))
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, N) each -> scalar: mean over crops and bands of |max_t log band(pred) - max_t log band(target)|."""
-        p, t = (log_band_magnitudes(x, self.fb, self.win, self.n_fft, self.hop).amax(-1)
-                for x in (pred, target))  # (B, bands)
-        return (p - t).abs().mean()
+    def view(self, levels: torch.Tensor) -> torch.Tensor:
+        """(B, bands, T) -> (B, bands): each band's loudest level over the crop."""
+        return levels.amax(-1)
 
 
 class HighBandLoss(nn.Module):
@@ -171,7 +168,7 @@ class HighBandLoss(nn.Module):
         return total / len(RESOLUTIONS)
 
 
-class AttackRiseLoss(nn.Module):
+class AttackRiseLoss(MultiScaleMelLoss):
     """L1 between the positive frame-to-frame rises of natural-log band magnitudes of two waveforms (48 bands
     over 0-11.025 kHz; 512- and 256-point STFTs, 128- and 64-sample hops: 5.8 and 2.9 ms), averaged.
 
@@ -179,29 +176,16 @@ class AttackRiseLoss(nn.Module):
     mel, the shipped student keeps the learned onset detector's finding of a test event that starts from
     silence (its summed band rise there 0.93 of the true audio's) and loses 32 of the 175 it finds in the true
     audio of 24 test clips, nearly all under another sound (a median -18.5 dB over the 50 ms before them), where
-    its rise is 0.77 of the true one (``python benchmarks/lost_onsets.py``). Measured (``runs/rise52``,
-    MODEL_CARD.md, "What was tried"): no onset gain and less class; the shipped student does not use this term. The per-bin and peak terms price levels, not how fast they
-    rise; this prices the rise itself. Falls are free: a sound's decay is the level terms' business."""
+    its rise is 0.77 of the true one (``python benchmarks/lost_onsets.py``). The per-bin and peak terms price
+    levels, not how fast they rise; this prices the rise itself. Falls are free: a sound's decay is the level
+    terms' business. Measured (``runs/rise52``, MODEL_CARD.md, "What was tried"): no onset gain and less class;
+    the shipped student does not use this term."""
 
-    SCALES = ((512, 128), (256, 64))  # (n_fft, hop)
+    SCALES = ((512, 128, 48), (256, 64, 48))  # n_fft, hop, bands
 
-    def __init__(self, sample_rate: int = 22050, bands: int = 48) -> None:
-        super().__init__()
-        for i, (n_fft, hop) in enumerate(self.SCALES):
-            cfg = MelConfig(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop, n_mels=bands,
-                            fmax=sample_rate / 2)
-            self.register_buffer(f"fb{i}", slaney_mel_filterbank(cfg), persistent=False)
-            self.register_buffer(f"win{i}", torch.hann_window(n_fft), persistent=False)
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B, N) each -> scalar."""
-        total = pred.new_zeros(())
-        for i, (n_fft, hop) in enumerate(self.SCALES):
-            fb, win = getattr(self, f"fb{i}"), getattr(self, f"win{i}")
-            p, t = (torch.relu(torch.diff(log_band_magnitudes(x, fb, win, n_fft, hop), dim=-1))
-                    for x in (pred, target))  # (B, bands, T - 1)
-            total = total + (p - t).abs().mean()
-        return total / len(self.SCALES)
+    def view(self, levels: torch.Tensor) -> torch.Tensor:
+        """(B, bands, T) -> (B, bands, T - 1): each band's rise over the previous frame, falls set to 0."""
+        return torch.relu(torch.diff(levels, dim=-1))
 
 
 def regression_loss(wav: torch.Tensor, logmel: LogMel, mel: torch.Tensor, target: torch.Tensor,
