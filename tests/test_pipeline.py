@@ -204,3 +204,11 @@ def test_script_backend_gives_eager_audio_on_a_test_clip(variant: str, steps: in
     b = script.generate(frames, times, 3.0, seed=5)
     assert np.sqrt(np.mean(a ** 2)) > 1e-3  # not vacuous: the clip makes sound
     assert np.abs(a - b).max() <= 1e-3
+
+
+def test_the_shipped_weights_fit_the_issues_50_mb() -> None:
+    from frieren_rt.pipeline import default_weights_dir  # noqa: PLC0415
+
+    files = list(default_weights_dir().glob("*.safetensors"))
+    assert files, "no shipped weights"
+    assert sum(f.stat().st_size for f in files) < 50e6  # issue 3, "Shipped weights": < 50 MB in all

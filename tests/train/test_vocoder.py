@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from frieren_rt.train.vocoder import (SpectrogramDiscriminator, adversarial_losses, discriminator_loss,
@@ -137,8 +138,6 @@ def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
 
 
 def test_a_negative_peak_high_band_or_rise_weight_is_refused_before_any_data_is_read(tmp_path):
-    import pytest
-
     from frieren_rt.train.stages import load_stage_config, stage_vocoder
 
     with pytest.raises(ValueError, match="vocoder_peak_weight"):
@@ -187,3 +186,28 @@ def test_the_attack_rise_loss_charges_a_softened_rise_under_a_playing_sound_and_
     early_end = sharp.clone()
     early_end[0, 12000:] *= 0.1
     assert float(loss(early_end, sharp)) < 0.5 * float(loss(soft, sharp))
+
+
+def test_a_fine_tune_of_hifigan_universal_is_saved_as_an_int8_delta_and_loads_back(tmp_path):
+    from frieren_rt.assets.paths import AssetMissingError
+    from frieren_rt.train.vocoder import UNIVERSAL, delta_base, load_vocoder, save_vocoder
+
+    try:
+        tuned = load_vocoder(UNIVERSAL)
+    except AssetMissingError as err:
+        pytest.skip(f"HiFi-GAN universal not in the asset cache (run 'frieren-rt assets fetch'): {err}")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fine-tune's worth of change: 2 % of each tensor's typical size
+        for p in tuned.parameters():
+            p.add_(0.02 * p.abs().mean() * torch.randn(p.shape, generator=gen))
+    path = tmp_path / "tuned.safetensors"
+    save_vocoder(tuned, path, delta_of=UNIVERSAL)
+    assert path.stat().st_size < 0.3 * 4 * sum(p.numel() for p in tuned.parameters())  # int8, not float32
+    assert delta_base(path) == UNIVERSAL and delta_base(UNIVERSAL) == UNIVERSAL and delta_base(None) is None
+    back = load_vocoder(path)
+    mel = torch.randn(1, 80, 20, generator=gen) - 5.0
+    with torch.no_grad():
+        a, b = tuned(mel), back(mel)
+    assert (a - b).square().mean() < 1e-4 * a.square().mean()  # > 40 dB SNR
+    with pytest.raises(ValueError, match="delta_of"):
+        save_vocoder(tuned, path, delta_of="bigvgan")
