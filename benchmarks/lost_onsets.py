@@ -63,8 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     detector = LearnedOnsetDetector.load()
     cfg = detector.cfg
-    vocoders = {v: load_vocoder(v)
-                for v in args.vocoder}
+    vocoders = {v: load_vocoder(v) for v in args.vocoder}
     rng = np.random.default_rng(0)
     events = []  # per event: class, level before, found in (true, noise, *vocoders), rise in (true, *vocoders)
     for clip in tqdm(split_clips(args.split, args.clips, progress=False), desc="clips"):

@@ -76,8 +76,7 @@ def main() -> None:
     clips = split_clips(args.split, args.clips)
     truth, true_emb, true_post = true_references(clips, tools)
     vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
-    vocoders = {v: load_vocoder(v)
-                for v in args.vocoder}
+    vocoders = {v: load_vocoder(v) for v in args.vocoder}
     def flux(audios: list[np.ndarray]) -> tuple[float, float]:
         parts = [spectral_flux(a, c.audio) for a, c in zip(audios, clips, strict=True)]
         peaks = [peak_features(tools["classifier"], a, c.events) - peak_features(tools["classifier"], c.audio, c.events)

@@ -241,13 +241,12 @@ class FoleyPipeline:
         """Load a weights folder (the shipped ``frieren_rt/weights`` or a ``frieren-rt train`` run folder).
 
         Raises FileNotFoundError naming every missing file and how to get it."""
-        from frieren_rt.audio.hifigan import HifiganGenerator  # noqa: PLC0415
         from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
         from frieren_rt.train.stages import load_vae  # noqa: PLC0415
-        from frieren_rt.train.vocoder import load_vocoder  # noqa: PLC0415
+        from frieren_rt.train.vocoder import UNIVERSAL, load_vocoder  # noqa: PLC0415
 
         folder, variant, use_student = resolve_weights(weights, options)
-        vocoder = load_vocoder(folder / "vocoder.safetensors") if use_student else HifiganGenerator.from_package()
+        vocoder = load_vocoder(folder / "vocoder.safetensors" if use_student else UNIVERSAL)
         cc = CacheConfig()
         meta = folder / "cache_train" / "cache.json"  # a run folder records the feature settings it trained on
         if meta.is_file():

