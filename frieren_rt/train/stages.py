@@ -208,6 +208,11 @@ class StageConfig:
     # Generate them teacher-forced (each hop after the clip's TRUE latents, not the field's own: generated_mels),
     # cached as vocoder_generated_forced.safetensors.
     vocoder_generated_forced: bool = False
+    # What a generated-mel crop is compared with: "audio" (the clip's own audio at that place, as Tacotron 2
+    # fine-tunes; only crops aligned with the truth) or "self" (the generated mel itself: the vocoder renders the
+    # mel it is given and the discriminator, vocoder_adversarial > 0, asks that it sound real; every crop
+    # qualifies; mixed_regression_loss in frieren_rt/train/vocoder.py says why).
+    vocoder_generated_target: str = "audio"
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -826,8 +831,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
     from frieren_rt.train.vocoder import (AttackRiseLoss, HighBandLoss, MultiScaleMelLoss,  # noqa: PLC0415
                                           PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
-                                          cached_targets, delta_base, discriminator_loss, load_vocoder, new_student,
-                                          regression_loss, save_vocoder, world_audio)
+                                          cached_targets, delta_base, discriminator_loss, load_vocoder,
+                                          mixed_regression_loss, new_student, save_vocoder, world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
@@ -839,6 +844,9 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         raise ValueError(f"vocoder_rise_weight must be >= 0 (0: no attack-rise term), not {cfg.vocoder_rise_weight}")
     if cfg.vocoder_target not in ("teacher", "world"):
         raise ValueError(f"vocoder_target must be 'teacher' or 'world', not {cfg.vocoder_target!r}")
+    if cfg.vocoder_generated_target not in ("audio", "self"):
+        raise ValueError(f"vocoder_generated_target must be 'audio' or 'self', not {cfg.vocoder_generated_target!r}")
+    own = cfg.vocoder_generated_target == "self"
     cache = FeatureCache(run / "cache_train")
     seeds = cache.seeds[: cfg.vocoder_clips]
     mels = [cache[s].mel for s in seeds]
@@ -876,11 +884,12 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     seg = cfg.vocoder_segment_frames
 
     def step(i: int) -> dict[str, float]:
-        mel, student_in, target = vocoder_crops(mels, targets, inputs, cfg.batch_size, seg,
-                                                cfg.vocoder_vae_fraction, gen, generated=generated,
-                                                generated_fraction=cfg.vocoder_generated_fraction)
+        mel, student_in, target, own_mel = vocoder_crops(mels, targets, inputs, cfg.batch_size, seg,
+                                                         cfg.vocoder_vae_fraction, gen, generated=generated,
+                                                         generated_fraction=cfg.vocoder_generated_fraction,
+                                                         generated_self=own)
         wav = student(student_in)
-        out = regression_loss(wav, logmel, mel, target, spectral, terms)
+        out = mixed_regression_loss(wav, logmel, mel, target, own_mel, spectral, terms)
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)
@@ -902,28 +911,34 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs: list[torch.Tensor] | None,
                   batch: int, frames: int, input_fraction: float, gen: torch.Generator, *,
                   generated: list[tuple[torch.Tensor, torch.Tensor]] | None = None, generated_fraction: float = 0.0,
-                  min_aligned: float = 0.9) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random crops of ``frames`` mel frames: (true mel (B, 80, frames), the student's input (B, 80, frames),
-    the teacher's audio (B, frames * 256)). The input is the crop of ``generated`` (the field's mels with their
-    (F,) aligned-frame masks) with probability ``generated_fraction`` when at least ``min_aligned`` of the crop's
-    frames are aligned, else the crop of ``inputs`` (the mels through the VAE) with probability
-    ``input_fraction``, else the true mel; the mel loss and the target always stay the true ones. Without
-    ``inputs`` / ``generated`` no extra random number is drawn for them, so such runs repeat the crops of runs
-    before the options."""
-    mel_b, in_b, wav_b = [], [], []
+                  min_aligned: float = 0.9, generated_self: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random crops of ``frames`` mel frames: (the mel loss's mel (B, 80, frames), the student's input (B, 80,
+    frames), the teacher's audio (B, frames * 256), which crops are their own mel target (B,) bool). The input is
+    the crop of ``generated`` (the field's mels with their (F,) aligned-frame masks) with probability
+    ``generated_fraction`` when at least ``min_aligned`` of the crop's frames are aligned, else the crop of
+    ``inputs`` (the mels through the VAE) with probability ``input_fraction``, else the true mel; the mel loss's
+    mel and the target stay the true ones, except with ``generated_self``: then every generated crop qualifies,
+    is its own mel loss's mel and is marked in the fourth tensor (its audio has no pair: mixed_regression_loss).
+    Without ``inputs`` / ``generated`` no extra random number is drawn for them, so such runs repeat the crops of
+    runs before the options."""
+    mel_b, in_b, wav_b, own_b = [], [], [], []
     for _ in range(batch):
         k = int(torch.randint(len(mels), (1,), generator=gen))
         s = int(torch.randint(0, mels[k].shape[1] - frames + 1, (1,), generator=gen))
-        mel_b.append(mels[k][:, s : s + frames])
         wav_b.append(targets[k][s * 256 : (s + frames) * 256])
         if generated is not None and float(torch.rand((), generator=gen)) < generated_fraction:
             g_mel, g_ok = generated[k]
-            if float(g_ok[s : s + frames].float().mean()) >= min_aligned:
+            if generated_self or float(g_ok[s : s + frames].float().mean()) >= min_aligned:
                 in_b.append(g_mel[:, s : s + frames])
+                mel_b.append(in_b[-1] if generated_self else mels[k][:, s : s + frames])
+                own_b.append(generated_self)
                 continue
         use_input = inputs is not None and float(torch.rand((), generator=gen)) < input_fraction
         in_b.append((inputs if use_input else mels)[k][:, s : s + frames])
-    return torch.stack(mel_b), torch.stack(in_b), torch.stack(wav_b)
+        mel_b.append(mels[k][:, s : s + frames])
+        own_b.append(False)
+    return torch.stack(mel_b), torch.stack(in_b), torch.stack(wav_b), torch.tensor(own_b)
 
 
 def cached_generated_mels(run: Path, weights: str, seeds: Sequence[int], mels: list[torch.Tensor],

@@ -40,7 +40,7 @@ from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["AttackRiseLoss", "HighBandLoss", "MultiScaleMelLoss", "PeakLevelLoss", "SpectrogramDiscriminator",
            "UNIVERSAL", "adversarial_losses", "aligned_frames", "delta_base", "discriminator_loss", "generated_mels",
-           "load_vocoder", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
+           "load_vocoder", "mixed_regression_loss", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -206,6 +206,31 @@ def regression_loss(wav: torch.Tensor, logmel: LogMel, mel: torch.Tensor, target
             out["loss"] = out["loss"] + weight * out[name]
     return out
 
+
+def mixed_regression_loss(wav: torch.Tensor, logmel: LogMel, mel: torch.Tensor, target: torch.Tensor,
+                          own_mel: torch.Tensor, spectral: nn.Module | None = None,
+                          terms: dict[str, tuple[nn.Module, float]] | None = None) -> dict:
+    """:func:`regression_loss` on the crops whose ``target`` audio is theirs, and on the ``own_mel`` crops ((B,)
+    bool: the field's generated mel, which has no audio of its own) only the L1 of wav's log-mel against that
+    mel, reported as "self_mel"; the two weighted by their share of the batch. Every key is present each step
+    (0 where its crops are absent), as the training loop averages them.
+
+    Why: regressing the audio of a generated mel onto the clip's true audio teaches the vocoder the average of
+    the sounds such a mel stands for, and the class goes with it (``runs/vocgen37``, MODEL_CARD.md). A vocoder
+    should render the mel it is given; the discriminator beside this term then asks that rendering to sound
+    like real audio, the role HiFi-GAN's adversarial loss plays where there is no paired audio."""
+    g = own_mel
+    n, k = len(g), int(g.sum())
+    zero = wav.new_zeros(())
+    self_mel = (logmel(wav[g])[..., : mel.shape[-1]] - mel[g]).abs().mean() if k else zero
+    if k < n:
+        out = regression_loss(wav[~g], logmel, mel[~g], target[~g], spectral, terms)
+    else:
+        out = {"loss": zero, "mel_l1": zero, "stft": zero} | {
+            name: zero for name, (_, weight) in (terms or {}).items() if weight > 0}
+    out["loss"] = ((n - k) * out["loss"] + k * self_mel) / n
+    out["self_mel"] = self_mel
+    return out
 
 
 class _ResolutionDiscriminator(nn.Module):

@@ -302,15 +302,16 @@ def test_vocoder_crops_feed_the_vae_mels_in_their_fraction_and_keep_true_mels_an
     targets = [torch.arange(40 * 256, dtype=torch.float32)]
     vae_mels = [-mels[0]]
     gen = torch.Generator().manual_seed(0)
-    mel, student_in, target = vocoder_crops(mels, targets, vae_mels, 64, 8, 1.0, gen)
+    mel, student_in, target, own = vocoder_crops(mels, targets, vae_mels, 64, 8, 1.0, gen)
+    assert not own.any()
     assert mel.shape == student_in.shape == (64, 80, 8) and target.shape == (64, 8 * 256)
     assert torch.equal(student_in, -mel)  # fraction 1: every input from the VAE mels, the same crop
     start = mel[:, 0, 0].long()  # frame index of each crop (row 0 of the arange holds 0..39)
     assert torch.equal(target[:, 0].long(), start * 256)  # the teacher audio of that same crop
-    _, student_in, _ = vocoder_crops(mels, targets, vae_mels, 400, 8, 0.25, gen)
+    _, student_in, _, _ = vocoder_crops(mels, targets, vae_mels, 400, 8, 0.25, gen)
     share = float((student_in[:, 0, 0] < 0).float().mean() + (student_in[:, 1, 0] < 0).float().mean()) / 2
     assert 0.18 < share < 0.32
-    _, student_in, _ = vocoder_crops(mels, targets, None, 16, 8, 1.0, gen)
+    _, student_in, _, _ = vocoder_crops(mels, targets, None, 16, 8, 1.0, gen)
     assert (student_in >= 0).all()  # no VAE mels given: true mels only
 
 
@@ -326,8 +327,9 @@ def test_vocoder_crops_feed_generated_mels_only_where_they_are_aligned_and_keep_
     generated = [(mels[0] + 1e4, ok)]
     vae_mels = [-mels[0]]
     gen = torch.Generator().manual_seed(0)
-    mel, student_in, target = vocoder_crops(mels, targets, vae_mels, 200, 8, 1.0, gen, generated=generated,
-                                            generated_fraction=1.0)
+    mel, student_in, target, own = vocoder_crops(mels, targets, vae_mels, 200, 8, 1.0, gen, generated=generated,
+                                                 generated_fraction=1.0)
+    assert not own.any()  # the target stays the true audio's: no crop is its own mel target
     start = mel[:, 0, 0].long()
     assert torch.equal(target[:, 0].long(), start * 256)  # targets stay the true crop's
     from_generated = student_in[:, 0, 0] >= 1e4
@@ -335,6 +337,26 @@ def test_vocoder_crops_feed_generated_mels_only_where_they_are_aligned_and_keep_
     assert torch.equal(from_generated, start + 8 <= 20)
     assert torch.equal(student_in[from_generated], mel[from_generated] + 1e4)
     assert torch.equal(student_in[~from_generated], -mel[~from_generated])  # the other input (VAE, fraction 1)
+
+
+def test_vocoder_crops_with_generated_self_take_any_generated_crop_as_its_own_mel_target() -> None:
+    import torch
+
+    from frieren_rt.train.stages import vocoder_crops
+
+    mels = [torch.arange(80 * 40, dtype=torch.float32).reshape(80, 40)]
+    targets = [torch.arange(40 * 256, dtype=torch.float32)]
+    ok = torch.zeros(40, dtype=torch.bool)  # nowhere aligned: "audio" would take none of them
+    generated = [(mels[0] + 1e4, ok)]
+    gen = torch.Generator().manual_seed(0)
+    mel, student_in, target, own = vocoder_crops(mels, targets, None, 200, 8, 0.0, gen, generated=generated,
+                                                 generated_fraction=0.5, generated_self=True)
+    assert 0.35 < float(own.float().mean()) < 0.65
+    assert torch.equal(own, student_in[:, 0, 0] >= 1e4)
+    assert torch.equal(mel[own], student_in[own])  # its own mel is the mel loss's
+    assert torch.equal(mel[~own], student_in[~own])  # the others: the true mel in and as the mel target
+    start = (student_in[:, 0, 0] % 1e4).long()
+    assert torch.equal(target[:, 0].long(), start * 256)  # the audio (the discriminator's real) stays the clip's
 
 
 def test_the_vocoder_stage_reads_stored_generated_mels_and_refuses_ones_of_another_length(

@@ -137,6 +137,33 @@ def test_the_regression_loss_adds_the_peak_term_only_when_weighted():
     assert torch.allclose(peaked["loss"], plain["loss"] + 2.0 * peaked["peak"])
 
 
+def test_the_mixed_loss_compares_own_mel_crops_with_their_mel_alone_and_the_rest_as_the_regression_does():
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.train.vocoder import PeakLevelLoss, mixed_regression_loss, regression_loss
+
+    gen = torch.Generator().manual_seed(0)
+    wav, target = torch.randn(4, 32 * 256, generator=gen), torch.randn(4, 32 * 256, generator=gen)
+    logmel = LogMel()
+    mel = logmel(target)[..., :32]
+    terms = {"peak": (PeakLevelLoss(), 1.0)}
+    none = torch.zeros(4, dtype=torch.bool)
+    plain = regression_loss(wav, logmel, mel, target, None, terms)
+    mixed = mixed_regression_loss(wav, logmel, mel, target, none, None, terms)
+    assert torch.allclose(mixed["loss"], plain["loss"]) and float(mixed["self_mel"]) == 0.0
+    own = torch.tensor([True, False, True, False])
+    own_mel = logmel(wav[own])[..., :32]  # a mel the vocoder's audio renders exactly: no self term
+    mel_in = mel.clone()
+    mel_in[own] = own_mel
+    mixed = mixed_regression_loss(wav, logmel, mel_in, target, own, None, terms)
+    rest = regression_loss(wav[~own], logmel, mel[~own], target[~own], None, terms)
+    assert float(mixed["self_mel"]) < 1e-5
+    assert torch.allclose(mixed["loss"], rest["loss"] / 2, atol=1e-5)  # half the batch, and no audio term on own
+    every = mixed_regression_loss(wav, logmel, logmel(wav)[..., :32], target, torch.ones(4, dtype=torch.bool),
+                                  None, terms)
+    assert set(every) == set(mixed)  # the training loop averages every key each step
+    assert float(every["loss"]) < 1e-5
+
+
 def test_a_negative_peak_high_band_or_rise_weight_is_refused_before_any_data_is_read(tmp_path):
     from frieren_rt.train.stages import load_stage_config, stage_vocoder
 
@@ -146,6 +173,8 @@ def test_a_negative_peak_high_band_or_rise_weight_is_refused_before_any_data_is_
         stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_high_weight=-1.0))
     with pytest.raises(ValueError, match="vocoder_rise_weight"):
         stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_rise_weight=-1.0))
+    with pytest.raises(ValueError, match="vocoder_generated_target"):
+        stage_vocoder(tmp_path, load_stage_config("vocoder", vocoder_generated_target="truth"))
 
 
 def test_the_high_band_loss_reads_only_the_band_above_the_mels_8_khz():
