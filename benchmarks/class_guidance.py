@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
+from condition_probe import generate_and_judge  # benchmarks/condition_probe.py, beside this script
 from torch import nn
 
 
@@ -47,8 +47,6 @@ class ClassContrast(nn.Module):
 
 
 def main() -> None:
-    from frieren_rt.eval.classify import class_accuracy  # noqa: PLC0415
-    from frieren_rt.eval.onsets import detect_onsets, onset_sync, pool_sync  # noqa: PLC0415
     from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
@@ -78,17 +76,10 @@ def main() -> None:
         features = [pipe.frame_features(c.frames) for c in clips]
         for lam in args.lam:
             pipe.velocity = ClassContrast(own, pipe.model, lam, pipe.model.cfg.event_classes)
-            flux, learned, correct = [], [], 0.0
-            for clip, feats in zip(clips, features, strict=True):
-                pipe.frame_features = lambda _frames, feats=feats: feats  # computed once per clip
-                audio = pipe.generate(clip.frames, np.arange(len(clip.frames)) / clip.fps, clip.duration,
-                                      seed=clip.seed)
-                flux.append(onset_sync(detect_onsets(audio), clip.events, clip.silent_spans))
-                learned.append(onset_sync(tools["onsets"](audio), clip.events, clip.silent_spans))
-                correct += class_accuracy(tools["classifier"], audio, clip.events) * len(clip.events)
-            f, g = pool_sync(flux), pool_sync(learned)
-            print(f"| {spec} | {lam:g} | {f['f1']:.3f} | {g['f1']:.3f} | {f['false_onset_rate_in_silence']:.3f} | "
-                  f"{correct / max(n_events, 1):.3f} |", flush=True)
+            judged = generate_and_judge(pipe, clips, features, tools)  # features computed once per clip
+            f = judged["flux"]
+            print(f"| {spec} | {lam:g} | {f['f1']:.3f} | {judged['learned']['f1']:.3f} | "
+                  f"{f['false_onset_rate_in_silence']:.3f} | {judged['class']:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -832,7 +832,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     from frieren_rt.train.vocoder import (AttackRiseLoss, HighBandLoss, MultiScaleMelLoss,  # noqa: PLC0415
                                           PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
                                           cached_targets, delta_base, discriminator_loss, load_vocoder,
-                                          mixed_regression_loss, new_student, save_vocoder, world_audio)
+                                          mixed_regression_loss, new_student, regression_loss, save_vocoder,
+                                          world_audio)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
@@ -889,7 +890,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                                          generated_fraction=cfg.vocoder_generated_fraction,
                                                          generated_self=own)
         wav = student(student_in)
-        out = mixed_regression_loss(wav, logmel, mel, target, own_mel, spectral, terms)
+        out = (mixed_regression_loss(wav, logmel, mel, target, own_mel, spectral, terms) if own
+               else regression_loss(wav, logmel, mel, target, spectral, terms))  # the loss logs as before
         if cfg.vocoder_adversarial > 0:  # HiFi-GAN's order: the discriminator's step, then the generator's
             out["d"] = discriminator_loss(disc, target, wav)
             _sgd_step(out["d"], optimizers["opt_d"], d_params, cfg, i)

@@ -40,7 +40,8 @@ from frieren_rt.audio.student_vocoder import build_student
 
 __all__ = ["AttackRiseLoss", "HighBandLoss", "MultiScaleMelLoss", "PeakLevelLoss", "SpectrogramDiscriminator",
            "UNIVERSAL", "adversarial_losses", "aligned_frames", "delta_base", "discriminator_loss", "generated_mels",
-           "load_vocoder", "mixed_regression_loss", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets", "world_audio"]
+           "load_vocoder", "mixed_regression_loss", "regression_loss", "save_vocoder", "stft_loss", "teacher_targets",
+           "world_audio"]
 
 RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
 
@@ -222,7 +223,9 @@ def mixed_regression_loss(wav: torch.Tensor, logmel: LogMel, mel: torch.Tensor, 
     g = own_mel
     n, k = len(g), int(g.sum())
     zero = wav.new_zeros(())
-    self_mel = (logmel(wav[g])[..., : mel.shape[-1]] - mel[g]).abs().mean() if k else zero
+    if k == 0:  # no crop of the field's mel in this batch: the plain regression, no copies
+        return regression_loss(wav, logmel, mel, target, spectral, terms) | {"self_mel": zero}
+    self_mel = (logmel(wav[g])[..., : mel.shape[-1]] - mel[g]).abs().mean()
     if k < n:
         out = regression_loss(wav[~g], logmel, mel[~g], target[~g], spectral, terms)
     else:
