@@ -319,19 +319,22 @@ def vae_loss(
     generator: torch.Generator | None = None,
     kl_weight: float | None = None,
     flux_weight: float = 0.0,
+    with_mel: bool = False,
 ) -> dict[str, torch.Tensor]:
     """L1 reconstruction (mean over mel elements) + kl_weight * KL (mean over latent elements) + flux_weight *
     :func:`mel_flux_l1` (the mel's frame-to-frame change, where attacks live).
 
-    mel: (B, M, T), T even. Returns {"loss", "recon", "kl", "flux"} scalars. (Make-An-Audio 2 adds adversarial
-    and perceptual terms; those belong to a training recipe, not here.)
+    mel: (B, M, T), T even. Returns {"loss", "recon", "kl", "flux"} scalars, and with ``with_mel`` the
+    reconstruction itself under "mel_hat" (B, M, T) (for a loss on it downstream). (Make-An-Audio 2 adds
+    adversarial and perceptual terms; those belong to a training recipe, not here.)
     """
     mel_hat, posterior = model(mel, generator=generator)
     recon = (mel_hat - mel).abs().mean()
     kl = posterior.kl().mean()
     flux = mel_flux_l1(mel_hat, mel)
     weight = model.cfg.kl_weight if kl_weight is None else kl_weight
-    return {"loss": recon + weight * kl + flux_weight * flux, "recon": recon, "kl": kl, "flux": flux}
+    out = {"loss": recon + weight * kl + flux_weight * flux, "recon": recon, "kl": kl, "flux": flux}
+    return out | {"mel_hat": mel_hat} if with_mel else out
 
 
 def edge_l1(decoder: VAEDecoder, z: torch.Tensor, mel: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:

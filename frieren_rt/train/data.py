@@ -16,7 +16,7 @@ from frieren_rt.data import FeatureCache
 from frieren_rt.model.timing import latent_times
 from frieren_rt.windowing import StreamGeometry, window_conditioning
 
-__all__ = ["WindowBatch", "WindowSampler", "mel_segments"]
+__all__ = ["WindowBatch", "WindowSampler", "mel_segments", "segment_origins"]
 
 
 @dataclass
@@ -112,12 +112,19 @@ class WindowSampler:
         return WindowBatch.cat(items)
 
 
-def mel_segments(cache: FeatureCache, size: int, frames: int, gen: torch.Generator) -> torch.Tensor:
-    """Random (size, 80, frames) log-mel crops of cached clips (frames even: the VAE halves time)."""
+def segment_origins(cache: FeatureCache, size: int, frames: int, gen: torch.Generator) -> list[tuple[int, int]]:
+    """(seed, first mel frame) of ``size`` random crops of ``frames`` frames of cached clips."""
     seeds = cache.seeds
     out = []
     for _ in range(size):
-        mel = cache[seeds[int(torch.randint(len(seeds), (1,), generator=gen))]].mel
-        start = int(torch.randint(0, mel.shape[1] - frames + 1, (1,), generator=gen))
-        out.append(mel[:, start : start + frames])
-    return torch.stack(out)
+        seed = seeds[int(torch.randint(len(seeds), (1,), generator=gen))]
+        out.append((seed, int(torch.randint(0, cache[seed].mel.shape[1] - frames + 1, (1,), generator=gen))))
+    return out
+
+
+def mel_segments(cache: FeatureCache, size: int, frames: int, gen: torch.Generator,
+                 origins: list[tuple[int, int]] | None = None) -> torch.Tensor:
+    """Random (size, 80, frames) log-mel crops of cached clips (frames even: the VAE halves time), or the crops
+    at ``origins`` (from :func:`segment_origins`, which draws the same numbers)."""
+    origins = segment_origins(cache, size, frames, gen) if origins is None else origins
+    return torch.stack([cache[seed].mel[:, start : start + frames] for seed, start in origins])

@@ -32,7 +32,7 @@ from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_l
                                           onset_snippets, window_class_scores)
 from frieren_rt.train.detector import stage_detector
 from frieren_rt.train.envelope import envelope_loss
-from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments
+from frieren_rt.train.data import WindowBatch, WindowSampler, mel_segments, segment_origins
 from frieren_rt.train.loop import TrainState, train_loop, warmup_cosine
 from frieren_rt.windowing import StreamGeometry
 
@@ -82,6 +82,15 @@ class StageConfig:
     # engine decodes the newest latents of every hop at look-ahead 0 (0: off). On true latents decoded that way
     # the stack keeps class 0.317 against 0.356 for the whole-clip decode (MODEL_CARD.md, "What was tried").
     vae_decoder_edge_weight: float = 0.0
+    # decoder section only: a frozen vocoder file ("hifigan": HiFi-GAN universal) that also renders
+    # decoder_vocoder_crops crops of vocoder_segment_frames mel frames of each batch's reconstructions, judged
+    # against the clips' own audio by the vocoder stage's regression (mel L1, STFT loss and vocoder_peak_weight x
+    # the peak-level term) with weight decoder_vocoder_weight. Why: the decoder is trained for the true mel, and
+    # the vocoder after it loses class and onsets even from that (MODEL_CARD.md, "Targets"); through the vocoder
+    # it can learn the mel that vocoder renders closest to the truth. None: the mel reconstruction alone.
+    decoder_vocoder: str | None = None
+    decoder_vocoder_weight: float = 1.0
+    decoder_vocoder_crops: int = 8
     # flow
     window_s: float = 1.6
     hop_s: float = 0.2
@@ -401,14 +410,21 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     if cfg.vae_decoder_edge_weight and latents < edge_span:
         raise ValueError(f"vae_segment_frames {cfg.vae_segment_frames} holds {latents} latents, fewer than the "
                          f"{edge_span} the edge loss decodes")
+    through = _decoder_vocoder_term(run, cfg, cache, vae) if cfg.decoder_vocoder else None
 
     def step(i: int) -> dict[str, float]:
-        mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
+        origins = segment_origins(cache, cfg.batch_size, cfg.vae_segment_frames, gen)
+        mel = mel_segments(cache, cfg.batch_size, cfg.vae_segment_frames, gen, origins)
         # The VAE's own loss through posterior samples (not means: the flow's latents are never exact); the
         # frozen encoder takes no gradient, so only the reconstruction term trains the decoder.
-        out = vae_loss(vae, mel, generator=gen, kl_weight=0.0, flux_weight=cfg.vae_flux_weight)
+        out = vae_loss(vae, mel, generator=gen, kl_weight=0.0, flux_weight=cfg.vae_flux_weight,
+                       with_mel=through is not None)
         loss = out["recon"] + cfg.vae_flux_weight * out["flux"]
         logs = {"recon": float(out["recon"].detach()), "flux": float(out["flux"].detach())}
+        if through is not None:
+            audio = through(out["mel_hat"], mel, origins, gen)
+            loss = loss + cfg.decoder_vocoder_weight * audio["loss"]
+            logs |= {f"voc_{k}": float(v.detach()) for k, v in audio.items()}
         if cfg.vae_decoder_edge_weight:  # four chunk ends per segment batch, anywhere in the segment
             with torch.no_grad():
                 z = vae.encode(mel).sample(gen)
@@ -427,6 +443,64 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     val = FeatureCache(run / "cache_val")
     before = {f"streaming_{k}": v for k, v in evaluate_vae(frozen, val).items()}
     return {"done": True, **before, **evaluate_vae(vae, val)}
+
+
+def _decoder_vocoder_term(run: Path, cfg: StageConfig, cache: FeatureCache, vae: MelVAE):
+    """The decoder stage's loss through a frozen vocoder (StageConfig.decoder_vocoder): a function
+    (reconstructions (B, 80, T), true mels (B, 80, T), their segment_origins, generator) -> regression_loss's dict
+    over decoder_vocoder_crops crops of vocoder_segment_frames frames, each from another segment and clear of the
+    segment's ends by the decoder's context (there it decodes against zero padding, which whole-clip decoding
+    never does)."""
+    from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
+    from frieren_rt.train.vocoder import PeakLevelLoss, load_vocoder, regression_loss  # noqa: PLC0415
+
+    if cfg.decoder_vocoder_weight <= 0 or cfg.decoder_vocoder_crops < 1:
+        raise ValueError("decoder_vocoder needs decoder_vocoder_weight > 0 and decoder_vocoder_crops >= 1")
+    if cfg.decoder_vocoder_crops > cfg.batch_size:
+        raise ValueError(f"decoder_vocoder_crops {cfg.decoder_vocoder_crops} > batch_size {cfg.batch_size}: one "
+                         f"crop per segment")
+    margin = max(vae.decoder.context_latents()) * vae.cfg.downsample
+    seg = cfg.vocoder_segment_frames
+    room = cfg.vae_segment_frames - 2 * margin - seg
+    if room < 0:
+        raise ValueError(f"vae_segment_frames {cfg.vae_segment_frames} cannot hold a {seg}-frame vocoder crop "
+                         f"{margin} frames from each end (the decoder's context): raise vae_segment_frames")
+    vocoder = load_vocoder(cfg.decoder_vocoder)  # frozen: eval, no gradient to its weights
+    seeds = cache.seeds
+    audio = dict(zip(seeds, world_targets(run / "cache_train", cache, seeds), strict=True))
+    logmel = LogMel()
+    terms = {"peak": (PeakLevelLoss(), cfg.vocoder_peak_weight)} if cfg.vocoder_peak_weight > 0 else None
+
+    def term(mel_hat: torch.Tensor, mel: torch.Tensor, origins: list[tuple[int, int]],
+             gen: torch.Generator) -> dict[str, torch.Tensor]:
+        offsets = [margin + int(torch.randint(room + 1, (1,), generator=gen))
+                   for _ in range(cfg.decoder_vocoder_crops)]
+        rendered = vocoder(torch.stack([mel_hat[b, :, o : o + seg] for b, o in enumerate(offsets)]))
+        true_mel = torch.stack([mel[b, :, o : o + seg] for b, o in enumerate(offsets)])
+        target = torch.stack([audio[origins[b][0]][(origins[b][1] + o) * 256 : (origins[b][1] + o + seg) * 256]
+                              for b, o in enumerate(offsets)])
+        return regression_loss(rendered, logmel, true_mel, target, None, terms)
+
+    return term
+
+
+def world_targets(folder: Path, cache: FeatureCache, seeds: Sequence[int]) -> list[torch.Tensor]:
+    """The clips' own audio (S,) of ``seeds`` of ``cache`` (frieren_rt.train.vocoder.world_audio), checked against
+    their cached mels: a loss that compares a rendering with this audio and its mel with the cached one needs both
+    from one clip."""
+    from frieren_rt.audio.mel import LogMel  # noqa: PLC0415
+    from frieren_rt.train.vocoder import world_audio  # noqa: PLC0415
+
+    logmel = LogMel()
+    mels = [cache[s].mel for s in seeds]
+    targets = world_audio(seeds, cache.config.world, cache.config.duration)
+    stale = [s for s, m, t in zip(seeds, mels, targets, strict=True)
+             if t.numel() < m.shape[1] * 256 or not torch.allclose(logmel(t)[:, : m.shape[1]], m, atol=1e-3)]
+    if stale:
+        raise ValueError(f"the world's audio of clips {stale[:5]} does not give their cached mels: the cache in "
+                         f"{folder} was built from another version of the world; rebuild it "
+                         f"('frieren-rt train cache' into a new run folder)")
+    return targets
 
 
 # --- stage: latents ----------------------------------------------------------------------------------------
@@ -832,8 +906,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     from frieren_rt.train.vocoder import (AttackRiseLoss, HighBandLoss, MultiScaleMelLoss,  # noqa: PLC0415
                                           PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
                                           cached_targets, delta_base, discriminator_loss, load_vocoder,
-                                          mixed_regression_loss, new_student, regression_loss, save_vocoder,
-                                          world_audio)
+                                          mixed_regression_loss, new_student, regression_loss, save_vocoder)
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
@@ -854,15 +927,8 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     logmel = LogMel()
     if cfg.vocoder_target == "teacher":
         targets = cached_targets(run, mels, seeds)
-    else:
-        targets = world_audio(seeds, cache.config.world, cache.config.duration)
-        # The mel loss compares with the cached mel and the spectral loss with this audio: they must be one clip.
-        stale = [s for s, m, t in zip(seeds, mels, targets, strict=True)
-                 if t.numel() < m.shape[1] * 256 or not torch.allclose(logmel(t)[:, : m.shape[1]], m, atol=1e-3)]
-        if stale:
-            raise ValueError(f"the world's audio of clips {stale[:5]} does not give their cached mels: the cache in "
-                             f"{run / 'cache_train'} was built from another version of the world; rebuild it "
-                             f"('frieren-rt train cache' into a new run folder)")
+    else:  # the mel loss compares with the cached mel and the spectral loss with this audio
+        targets = world_targets(run / "cache_train", cache, seeds)
     inputs = vae_reconstructions(load_vae(Path(cfg.vocoder_vae)), mels, cfg.seed) if cfg.vocoder_vae else None
     generated = (cached_generated_mels(run, cfg.vocoder_generated, seeds, mels, cache.config,
                                        teacher_forced=cfg.vocoder_generated_forced)

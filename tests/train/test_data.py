@@ -79,3 +79,17 @@ def test_steady_hops_give_the_engines_short_gap_too() -> None:
     ends = batch.x1[:, 0, -1].long() + 1
     for e, f in zip(ends.tolist(), free.tolist(), strict=True):  # the onset is in the unknown part
         assert any(e - f <= o < e for o in onsets)
+
+
+def test_mel_segments_at_their_origins_repeat_the_segments_drawn_without_them() -> None:
+    from types import SimpleNamespace
+
+    from frieren_rt.train.data import mel_segments, segment_origins
+
+    mels = {s: torch.randn(80, 50, generator=torch.Generator().manual_seed(s)) for s in (3, 4)}
+    cache = type("C", (), {"seeds": [3, 4], "__getitem__": lambda self, s: SimpleNamespace(mel=mels[s])})()
+    drawn = mel_segments(cache, 5, 16, torch.Generator().manual_seed(1))
+    origins = segment_origins(cache, 5, 16, torch.Generator().manual_seed(1))
+    assert torch.equal(mel_segments(cache, 5, 16, torch.Generator(), origins), drawn)  # the same draws
+    for (seed, start), segment in zip(origins, drawn, strict=True):
+        assert torch.equal(segment, mels[seed][:, start : start + 16])

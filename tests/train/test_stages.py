@@ -433,6 +433,41 @@ def test_the_vocoder_stage_trains_on_the_worlds_own_audio_and_refuses_a_stale_ca
         stage_vocoder(stale, cfg)
 
 
+def test_the_decoder_stage_judges_its_mels_as_audio_through_a_frozen_vocoder_against_the_clips_own(
+        tmp_path: Path) -> None:
+    import torch
+
+    from frieren_rt.audio.mel import LogMel
+    from frieren_rt.audio.vae import MelVAE, preset
+    from frieren_rt.data import CacheConfig, ClipRecord, write_cache
+    from frieren_rt.train.stages import save_vae, stage_decoder
+    from frieren_rt.train.vocoder import load_vocoder, new_student, save_vocoder, world_audio
+
+    seeds = [0, 1]
+    for split, part in (("train", seeds), ("val", [2])):
+        write_cache(tmp_path / f"cache_{split}", [
+            ClipRecord(seed=s, mel=LogMel()(w), image=torch.zeros(1, 4), motion=torch.zeros(1, 4),
+                       frame_ts=torch.zeros(1, dtype=torch.float64), events=[], silent_spans=[])
+            for s, w in zip(part, world_audio(part, "small", 2.0), strict=True)], CacheConfig(duration=2.0))
+    torch.manual_seed(0)
+    save_vae(MelVAE(preset("small")), tmp_path / "vae.safetensors")
+    save_vocoder(new_student("tiny", 0), tmp_path / "student.safetensors")
+    frozen = load_vocoder(tmp_path / "student.safetensors").state_dict()
+    # 5 latents of decoder context each side = 10 frames: a 32-frame crop needs segments of 52 frames or more
+    cfg = load_stage_config("decoder", steps=2, batch_size=2, decoder_init="run", vae_segment_frames=64,
+                            decoder_vocoder=str(tmp_path / "student.safetensors"), decoder_vocoder_crops=2,
+                            vocoder_peak_weight=1.0)
+    assert stage_decoder(tmp_path, cfg)["done"]
+    logged = json.loads((tmp_path / "decoder" / "losses.jsonl").read_text().splitlines()[-1])
+    assert {"recon", "voc_loss", "voc_stft", "voc_peak"} <= logged.keys()  # trained beside the reconstruction
+    after = load_vocoder(tmp_path / "student.safetensors").state_dict()
+    assert all(torch.equal(frozen[k], after[k]) for k in frozen)  # the vocoder file is not touched
+    with pytest.raises(ValueError, match="cannot hold a 32-frame vocoder crop 10 frames from each end"):
+        stage_decoder(tmp_path, replace(cfg, vae_segment_frames=48))
+    with pytest.raises(ValueError, match="one crop per segment"):
+        stage_decoder(tmp_path, replace(cfg, decoder_vocoder_crops=3))
+
+
 def _fake_flow_run(folder: Path, seeds: range = range(3), seconds: float = 4.0) -> None:
     """A run folder the vector-field stages can train on: a feature cache of random mels, image and motion
     features at 30 fps (motion: the 4 x 4 grid's 17 values) and a small VAE (no detector: no event traces)."""
