@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,7 +87,9 @@ class StageConfig:
     # against the clips' own audio by the vocoder stage's regression (mel L1, STFT loss and vocoder_peak_weight x
     # the peak-level term) with weight decoder_vocoder_weight. Why: the decoder is trained for the true mel, and
     # the vocoder after it loses class and onsets even from that (MODEL_CARD.md, "Targets"); through the vocoder
-    # it can learn the mel that vocoder renders closest to the truth. None: the mel reconstruction alone.
+    # it can learn the mel that vocoder renders closest to the truth. None: the mel reconstruction alone. Tried
+    # through the shipped student (runs/e2e61, runs/se2e63): every product metric within 0.01 on 240 clips, so
+    # not shipped (MODEL_CARD.md, "What was tried").
     decoder_vocoder: str | None = None
     decoder_vocoder_weight: float = 1.0
     decoder_vocoder_crops: int = 8
@@ -445,7 +447,9 @@ def stage_decoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
     return {"done": True, **before, **evaluate_vae(vae, val)}
 
 
-def _decoder_vocoder_term(run: Path, cfg: StageConfig, cache: FeatureCache, vae: MelVAE):
+def _decoder_vocoder_term(run: Path, cfg: StageConfig, cache: FeatureCache, vae: MelVAE
+                          ) -> Callable[[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Generator],
+                                        dict[str, torch.Tensor]]:
     """The decoder stage's loss through a frozen vocoder (StageConfig.decoder_vocoder): a function
     (reconstructions (B, 80, T), true mels (B, 80, T), their segment_origins, generator) -> regression_loss's dict
     over decoder_vocoder_crops crops of vocoder_segment_frames frames, each from another segment and clear of the
