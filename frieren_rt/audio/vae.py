@@ -334,7 +334,7 @@ def vae_loss(
     flux = mel_flux_l1(mel_hat, mel)
     weight = model.cfg.kl_weight if kl_weight is None else kl_weight
     out = {"loss": recon + weight * kl + flux_weight * flux, "recon": recon, "kl": kl, "flux": flux}
-    return out | {"mel_hat": mel_hat} if with_mel else out
+    return (out | {"mel_hat": mel_hat}) if with_mel else out
 
 
 def edge_l1(decoder: VAEDecoder, z: torch.Tensor, mel: torch.Tensor, ends: Sequence[int]) -> torch.Tensor:

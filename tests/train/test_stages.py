@@ -440,7 +440,7 @@ def test_the_decoder_stage_judges_its_mels_as_audio_through_a_frozen_vocoder_aga
     from frieren_rt.audio.mel import LogMel
     from frieren_rt.audio.vae import MelVAE, preset
     from frieren_rt.data import CacheConfig, ClipRecord, write_cache
-    from frieren_rt.train.stages import save_vae, stage_decoder
+    from frieren_rt.train.stages import load_vae, save_vae, stage_decoder
     from frieren_rt.train.vocoder import load_vocoder, new_student, save_vocoder, world_audio
 
     seeds = [0, 1]
@@ -462,6 +462,17 @@ def test_the_decoder_stage_judges_its_mels_as_audio_through_a_frozen_vocoder_aga
     assert {"recon", "voc_loss", "voc_stft", "voc_peak"} <= logged.keys()  # trained beside the reconstruction
     after = load_vocoder(tmp_path / "student.safetensors").state_dict()
     assert all(torch.equal(frozen[k], after[k]) for k in frozen)  # the vocoder file is not touched
+    # One step with and without the term draws the same segments and posterior sample (the crops are drawn
+    # after them): the decoders differ only by the term's gradient.
+    trained = {}
+    for name, vocoder in (("with", cfg.decoder_vocoder), ("without", None)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for item in ("cache_train", "cache_val", "vae.safetensors"):
+            (folder / item).symlink_to(tmp_path / item)
+        stage_decoder(folder, replace(cfg, steps=1, decoder_vocoder=vocoder))
+        trained[name] = load_vae(folder / "vae_offline.safetensors").decoder.state_dict()
+    assert any(not torch.equal(trained["with"][k], trained["without"][k]) for k in trained["with"])
     with pytest.raises(ValueError, match="cannot hold a 32-frame vocoder crop 10 frames from each end"):
         stage_decoder(tmp_path, replace(cfg, vae_segment_frames=48))
     with pytest.raises(ValueError, match="one crop per segment"):
