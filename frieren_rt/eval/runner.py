@@ -243,7 +243,9 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
         elif row.variant == "reconstruction":  # what the generated rows could reach with a perfect flow model
             pipe = FoleyPipeline.from_dir(weights, GenerationOptions(vocoder=row.vocoder or vocoder,
                                                                      decoder=row.decoder or "auto"))
-            per_clip = [_metrics(reconstruct(c.audio, pipe.vocoder, pipe.vae), c, tools)
+            condition = pipe.vocoder_condition()
+            per_clip = [_metrics(reconstruct(c.audio, pipe.vocoder, pipe.vae, clip_condition(
+                condition, pipe.frame_features(c.frames) if condition else None, c)), c, tools)
                         for c in tqdm(test, desc=row.name)]
             timing = None
         else:
@@ -274,15 +276,31 @@ def evaluate(weights: Path | None, *, clips: int = 10, rows: Sequence[EvalRow] =
 
 
 @torch.no_grad()
-def reconstruct(audio: np.ndarray, vocoder, vae=None) -> np.ndarray:
+def clip_condition(condition, features: torch.Tensor | None, clip) -> torch.Tensor | None:  # noqa: ANN001
+    """What a conditioned vocoder (frieren_rt.audio.condition) reads beside every mel frame of ``clip``'s true
+    audio: ``condition`` (a VocoderCondition, None: a vocoder that reads the mel alone, then None) of the clip's
+    frame ``features`` at its frame times."""
+    from frieren_rt.audio.condition import mel_frame_times  # noqa: PLC0415
+    from frieren_rt.audio.mel import num_frames  # noqa: PLC0415
+
+    if condition is None:
+        return None
+    times = torch.arange(len(clip.frames), dtype=torch.float64) / clip.fps
+    return condition(times, features, mel_frame_times(num_frames(len(clip.audio))))
+
+
+def reconstruct(audio: np.ndarray, vocoder, vae=None, cond: torch.Tensor | None = None) -> np.ndarray:
     """True audio (S,) -> log-mel -> [VAE posterior mean -> decode] -> vocoder -> (S,): the audio stack alone
-    (no VAE: the vocoder alone, benchmarks/stack_ceiling.py)."""
+    (no VAE: the vocoder alone, benchmarks/stack_ceiling.py). ``cond`` (C, >= M): the condition a vocoder with
+    ``cond_channels`` reads beside the mel (frieren_rt.audio.condition), on the mel's frames."""
     from frieren_rt.audio import LogMel  # noqa: PLC0415
 
     mel = LogMel()(torch.from_numpy(audio).float()).unsqueeze(0)  # (1, 80, M)
     mel = mel[..., : mel.shape[-1] // 2 * 2]  # whole latents (2x temporal downsampling)
     if vae is not None:
         mel = vae.decode(vae.encode(mel).mean)
+    if cond is not None:
+        mel = torch.cat([mel, cond[None, :, : mel.shape[-1]].to(mel.dtype)], dim=1)
     wave = vocoder(mel).reshape(-1)
     out = np.zeros_like(audio)
     n = min(len(out), wave.numel())

@@ -26,7 +26,7 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density, prefix_guidance_scale
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
-from frieren_rt.vision.events import EventDetector, class_traces
+from frieren_rt.vision.events import EventDetector, class_traces, feature_posteriors
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
                                           onset_snippets, window_class_scores)
@@ -224,6 +224,11 @@ class StageConfig:
     # mel it is given and the discriminator, vocoder_adversarial > 0, asks that it sound real; every crop
     # qualifies; mixed_regression_loss in frieren_rt/train/vocoder.py says why).
     vocoder_generated_target: str = "audio"
+    # Also hand the vocoder the visual event detector's posteriors on each mel frame (beyond Frieren;
+    # frieren_rt.audio.condition says why): the run's detector.safetensors names the classes, the cache's frame
+    # features carry the posteriors. A vocoder_init that reads the mel alone is extended with a zeroed condition
+    # conv, so the fine-tune starts from it exactly.
+    vocoder_condition: bool = False
 
 
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -911,6 +916,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                           PeakLevelLoss, SpectrogramDiscriminator, adversarial_losses,
                                           cached_targets, delta_base, discriminator_loss, load_vocoder,
                                           mixed_regression_loss, new_student, regression_loss, save_vocoder)
+    from frieren_rt.audio.condition import with_condition  # noqa: PLC0415
 
     if cfg.vocoder_loss not in ("stft", "mel"):
         raise ValueError(f"vocoder_loss must be 'stft' or 'mel', not {cfg.vocoder_loss!r}")
@@ -938,6 +944,16 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
                                        teacher_forced=cfg.vocoder_generated_forced)
                  if cfg.vocoder_generated is not None else None)
     student = load_vocoder(cfg.vocoder_init) if cfg.vocoder_init else new_student(cfg.vocoder_preset, cfg.seed)
+    conds = None
+    if cfg.vocoder_condition:
+        conds, channels = clip_conditions(run, cache, seeds, mels)
+        if student.cfg.cond_channels == 0:
+            student = with_condition(student, channels)
+        elif student.cfg.cond_channels != channels:
+            raise ValueError(f"vocoder_init reads {student.cfg.cond_channels} condition channels, the run's detector "
+                             f"gives {channels}")
+    elif student.cfg.cond_channels:
+        raise ValueError("vocoder_init reads a condition: set vocoder_condition to train it")
     spectral = MultiScaleMelLoss() if cfg.vocoder_loss == "mel" else None
     terms = {name: (make(), weight) for name, make, weight in (
         ("peak", PeakLevelLoss, cfg.vocoder_peak_weight), ("high", HighBandLoss, cfg.vocoder_high_weight),
@@ -958,7 +974,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
         mel, student_in, target, own_mel = vocoder_crops(mels, targets, inputs, cfg.batch_size, seg,
                                                          cfg.vocoder_vae_fraction, gen, generated=generated,
                                                          generated_fraction=cfg.vocoder_generated_fraction,
-                                                         generated_self=own)
+                                                         generated_self=own, conds=conds)
         wav = student(student_in)
         out = (mixed_regression_loss(wav, logmel, mel, target, own_mel, spectral, terms) if own
                else regression_loss(wav, logmel, mel, target, spectral, terms))  # the loss logs as before
@@ -983,7 +999,7 @@ def stage_vocoder(run: Path, cfg: StageConfig, time_budget_s: float | None = Non
 def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs: list[torch.Tensor] | None,
                   batch: int, frames: int, input_fraction: float, gen: torch.Generator, *,
                   generated: list[tuple[torch.Tensor, torch.Tensor]] | None = None, generated_fraction: float = 0.0,
-                  min_aligned: float = 0.9, generated_self: bool = False
+                  min_aligned: float = 0.9, generated_self: bool = False, conds: list[torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random crops of ``frames`` mel frames: (the mel loss's mel (B, 80, frames), the student's input (B, 80,
     frames), the teacher's audio (B, frames * 256), which crops are their own mel target (B,) bool). The input is
@@ -993,11 +1009,13 @@ def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs:
     mel and the target stay the true ones, except with ``generated_self``: then every generated crop qualifies,
     is its own mel loss's mel and is marked in the fourth tensor (its audio has no pair: mixed_regression_loss).
     Without ``inputs`` / ``generated`` no extra random number is drawn for them, so such runs repeat the crops of
-    runs before the options."""
-    mel_b, in_b, wav_b, own_b = [], [], [], []
+    runs before the options. ``conds`` (each clip's vocoder condition (C, F)): the same crop of it is appended to
+    the student's input, (B, 80 + C, frames), drawing nothing."""
+    mel_b, in_b, wav_b, own_b, origins = [], [], [], [], []
     for _ in range(batch):
         k = int(torch.randint(len(mels), (1,), generator=gen))
         s = int(torch.randint(0, mels[k].shape[1] - frames + 1, (1,), generator=gen))
+        origins.append((k, s))
         wav_b.append(targets[k][s * 256 : (s + frames) * 256])
         if generated is not None and float(torch.rand((), generator=gen)) < generated_fraction:
             g_mel, g_ok = generated[k]
@@ -1010,6 +1028,8 @@ def vocoder_crops(mels: list[torch.Tensor], targets: list[torch.Tensor], inputs:
         in_b.append((inputs if use_input else mels)[k][:, s : s + frames])
         mel_b.append(mels[k][:, s : s + frames])
         own_b.append(False)
+    if conds is not None:
+        in_b = [torch.cat([x, conds[k][:, s : s + frames]]) for x, (k, s) in zip(in_b, origins, strict=True)]
     return torch.stack(mel_b), torch.stack(in_b), torch.stack(wav_b), torch.tensor(own_b)
 
 
@@ -1039,6 +1059,26 @@ def cached_generated_mels(run: Path, weights: str, seeds: Sequence[int], mels: l
                              f"{tuple(m.shape)}: delete the file so it is generated again")
         out.append((g, aligned_frames(m, g)))
     return out
+
+
+def clip_conditions(run: Path, cache: FeatureCache, seeds: Sequence[int], mels: list[torch.Tensor]
+                    ) -> tuple[list[torch.Tensor], int]:
+    """Each cached clip's vocoder condition (C, F) on its mel's frames (frieren_rt.audio.condition.event_condition
+    of the detector posteriors its frame features end with), and C. The run's detector.safetensors names the
+    classes, as the flow stage's traces read them."""
+    from frieren_rt.audio.condition import condition_channels, event_condition, mel_frame_times  # noqa: PLC0415
+
+    detector = run / "detector.safetensors"
+    if not detector.is_file():
+        raise FileNotFoundError(f"vocoder_condition needs the run's event detector ({detector}): its cache's frame "
+                                "features must carry the detector's posteriors ('frieren-rt train detector', then cache)")
+    k = len(EventDetector.from_pretrained(detector).cfg.classes)
+    out = []
+    for seed, mel in zip(seeds, mels, strict=True):
+        rec = cache[seed]
+        posteriors = feature_posteriors(rec.motion, k)  # (S, K + 1): the cache's motion block ends with them
+        out.append(event_condition(posteriors, rec.frame_ts, mel_frame_times(mel.shape[1])))
+    return out, condition_channels(k)
 
 
 @torch.no_grad()

@@ -12,6 +12,10 @@ least a crossfade (StreamGeometry.lookahead_seam) the tail is instead the start 
 which is decoded anyway and which the next decode covers again from its committed (or revised) latents, so
 nothing of the hop is held back and the stream lags by the look-ahead alone.
 
+A vocoder that reads a condition beside the mel (frieren_rt.audio.condition: the event detector's posteriors)
+gets it from ``vocoder_condition``, on the decoded mel frames' timeline times, from the same frames the window
+was conditioned on.
+
 An offline clip is the same loop over hops (:func:`generate_offline`), so streaming and offline audio agree.
 """
 
@@ -37,7 +41,12 @@ from frieren_rt.windowing.stages import (
     stopwatch,
 )
 
-__all__ = ["StreamState", "WindowInputs", "WindowedGenerator", "generate_offline"]
+__all__ = ["StreamState", "VocoderCondition", "WindowInputs", "WindowedGenerator", "generate_offline"]
+
+# (frame_times (F,) float64, features (F, D), mel_times (M,) float64 seconds) -> (C, M): what a conditioned
+# vocoder reads beside each decoded mel frame (frieren_rt.audio.condition.event_condition on the features'
+# detector posteriors).
+VocoderCondition = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -93,6 +102,7 @@ class WindowedGenerator:
         device: torch.device | str = "cpu",
         continuity: bool = True,
         gate: EventGate | None = None,
+        vocoder_condition: VocoderCondition | None = None,
     ) -> None:
         self.geometry = geometry
         self.velocity = velocity
@@ -103,6 +113,7 @@ class WindowedGenerator:
         self.device = torch.device(device)
         self.continuity = continuity  # False only for ablations: windows forget what was emitted
         self.gate = gate  # None: every generated sound passes (frieren_rt/windowing/gate.py)
+        self.vocoder_condition = vocoder_condition  # None: the vocoder reads the mel alone
 
     @property
     def stream_delay_samples(self) -> int:
@@ -175,10 +186,13 @@ class WindowedGenerator:
         state.next_hop += 1
 
     # --- audio ---------------------------------------------------------------------------------------------
-    def decode(self, states: Sequence[StreamState], times: dict[str, float] | None = None) -> torch.Tensor:
+    def decode(self, states: Sequence[StreamState], times: dict[str, float] | None = None,
+               conditions: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
         """Batched decode of the ``context + hop`` latents that end ``lookahead`` latents before each stream's
         newest -> (B, (context + hop) * spl + seam), seam = ``crossfade_samples`` when the seam lies in the
-        look-ahead, else 0; the look-ahead latents are decoded too, as right context (and that seam)."""
+        look-ahead, else 0; the look-ahead latents are decoded too, as right context (and that seam).
+        ``conditions`` (each stream's frame times and features, as :meth:`step` takes them) are needed when the
+        generator has a ``vocoder_condition``."""
         g = self.geometry
         n, ahead = g.context_latents + g.hop_latents, g.lookahead_latents
         z = torch.stack([gather_known(s.history, s.history_start, s.emitted_latents - n - ahead, n + ahead)
@@ -188,6 +202,9 @@ class WindowedGenerator:
             with stopwatch(times, "vae_decode", self.device):
                 mel = self.decoder(z.to(self.device))  # (B, M, n * mels_per_latent)
             with stopwatch(times, "vocoder", self.device):
+                if self.vocoder_condition is not None:
+                    mel = torch.cat([mel, self._vocoder_conditions(states, conditions, mel.shape[-1], n + ahead)
+                                     .to(mel.device, mel.dtype)], dim=1)  # (B, M + C, frames)
                 wave = self.vocoder(mel)
         wave = wave.reshape(wave.shape[0], -1).float().cpu()  # (B, (n + ahead) * spl)
         if wave.shape[1] != (n + ahead) * g.samples_per_latent:
@@ -195,6 +212,23 @@ class WindowedGenerator:
                              f"expected {(n + ahead) * g.samples_per_latent}")
         seam = g.crossfade_samples - g.held_tail_samples  # the look-ahead's share of the seam
         return wave[:, : n * g.samples_per_latent + seam]  # the rest of the look-ahead's samples are not emitted
+
+    def _vocoder_conditions(self, states: Sequence[StreamState],
+                            conditions: Sequence[tuple[torch.Tensor, torch.Tensor]] | None, frames: int,
+                            latents: int) -> torch.Tensor:
+        """(B, C, frames): ``vocoder_condition`` of each stream's frames on the timeline times of the decoded mel
+        frames, which begin with latent ``emitted - latents`` (mel frame j of the timeline is centred at
+        (j + 1/2) hop after the stream's start, as the cached mels the vocoder trained on are)."""
+        from frieren_rt.audio.condition import mel_frame_times  # noqa: PLC0415
+
+        assert self.vocoder_condition is not None
+        if conditions is None or len(conditions) != len(states):
+            raise ValueError("this vocoder reads the picture's events: decode needs each stream's frames")
+        per_latent = frames // latents
+        return torch.stack([
+            self.vocoder_condition(ft, f, s.start_time + mel_frame_times(frames, (s.emitted_latents - latents)
+                                                                          * per_latent))
+            for s, (ft, f) in zip(states, conditions, strict=True)])
 
     def stitch(self, states: Sequence[StreamState], wave: torch.Tensor) -> list[torch.Tensor]:
         """Crossfade each decode's seam with the held tail; emit ``hop_samples`` each and hold the new tail.
@@ -226,7 +260,7 @@ class WindowedGenerator:
             hops = self.sample(inputs)
         for s, hop in zip(states, hops, strict=True):
             self.commit(s, hop)
-        audio = self.stitch(states, self.decode(states, times))
+        audio = self.stitch(states, self.decode(states, times, conditions))
         if self.gate is not None:
             audio = [self._gated(s, a, *c) for s, a, c in zip(states, audio, conditions, strict=True)]
         return audio, times

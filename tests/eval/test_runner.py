@@ -115,3 +115,32 @@ def test_split_clips_renders_the_first_clips_of_a_split_and_refuses_an_unknown_o
     assert split_clips("test", 0) == []
     with pytest.raises(ValueError, match="unknown split 'nope'"):
         split_clips("nope", 1)
+
+
+def test_the_audio_stack_rows_hand_a_conditioned_vocoder_the_clips_events_on_every_mel_frame():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from frieren_rt.audio.condition import detector_condition
+    from frieren_rt.eval.runner import clip_condition, reconstruct
+
+    clip = SimpleNamespace(frames=np.zeros((50, 4, 4, 3), np.uint8), fps=25.0, audio=np.zeros(2 * 22050, np.float32))
+    features = torch.zeros(50, 6)  # [2 other columns | 3 class posteriors | no event]
+    features[:, -1] = 1.0
+    features[20, -1], features[20, 3] = 0.0, 1.0  # class 1 on frame 20 (0.8 s)
+    assert clip_condition(None, None, clip) is None  # a vocoder that reads the mel alone
+    cond = clip_condition(detector_condition(3), features, clip)
+    assert cond.shape == (4, 2 * 22050 // 256)  # P(event) + 3 holds on each of the audio's mel frames
+    on = torch.nonzero(cond[0]).flatten()
+    assert on.min() == int(0.8 * 22050 / 256 - 0.5) + 1 and on.max() == int(0.84 * 22050 / 256 - 0.5)
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, mel):  # noqa: ANN001, ANN202
+            seen.append(mel)
+            return torch.zeros(mel.shape[0], mel.shape[-1] * 256)
+
+    reconstruct(np.random.default_rng(0).standard_normal(2 * 22050).astype(np.float32) * 0.1, Spy(), None, cond)
+    assert seen[0].shape[1] == 80 + 4 and torch.equal(seen[0][0, 80:], cond[:, : seen[0].shape[-1]])

@@ -387,6 +387,63 @@ def test_the_vocoder_stage_reads_stored_generated_mels_and_refuses_ones_of_anoth
         stage_vocoder(tmp_path, cfg)
 
 
+def test_vocoder_crops_append_the_same_crop_of_each_clips_condition_without_drawing_more() -> None:
+    import torch
+
+    from frieren_rt.train.stages import vocoder_crops
+
+    mels = [torch.arange(80 * 40, dtype=torch.float32).reshape(80, 40)]
+    targets = [torch.arange(40 * 256, dtype=torch.float32)]
+    conds = [torch.arange(40, dtype=torch.float32).repeat(3, 1) + 1e4]  # (3, 40): frame index + 1e4
+    plain = vocoder_crops(mels, targets, [-mels[0]], 32, 8, 0.5, torch.Generator().manual_seed(0))
+    mel, student_in, target, own = vocoder_crops(mels, targets, [-mels[0]], 32, 8, 0.5,
+                                                 torch.Generator().manual_seed(0), conds=conds)
+    assert student_in.shape == (32, 83, 8)
+    assert torch.equal(student_in[:, :80], plain[1]) and torch.equal(mel, plain[0]) and torch.equal(target, plain[2])
+    start = mel[:, 0, 0].long()  # the crop's first frame
+    assert torch.equal(student_in[:, 80:, 0], (start + 1e4)[:, None].expand(-1, 3).float())
+
+
+def test_the_vocoder_stage_learns_to_read_the_detectors_posteriors_and_refuses_what_does_not_fit(
+        tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from frieren_rt.audio.student_vocoder import build_student
+    from frieren_rt.data import ClipRecord, write_cache
+    from frieren_rt.train.stages import stage_vocoder
+    from frieren_rt.train.vocoder import load_vocoder, save_vocoder
+    from frieren_rt.vision.events import DetectorConfig, EventDetector
+
+    classes = ("coin", "laser")
+    frames, gen = 12, torch.Generator().manual_seed(0)
+    posteriors = torch.zeros(frames, 3)
+    posteriors[:, -1] = 1.0
+    posteriors[4] = torch.tensor([0.0, 1.0, 0.0])  # a laser on frame 4
+    motion = torch.cat([torch.zeros(frames, 4), posteriors], dim=1)  # [motion cells | posteriors], as cached
+    write_cache(tmp_path / "cache_train", [
+        ClipRecord(seed=s, mel=torch.randn(80, 40, generator=gen) - 4.0, image=torch.zeros(frames, 4), motion=motion.clone(),
+                   frame_ts=torch.arange(frames, dtype=torch.float64) / 25.0, events=[], silent_spans=[])
+        for s in range(2)])
+    save_file({str(s): torch.zeros(40 * 256) for s in range(2)}, str(tmp_path / "vocoder_targets.safetensors"))
+    save_vocoder(build_student("tiny", generator=gen), tmp_path / "init.safetensors")
+    cfg = load_stage_config("vocoder", steps=2, batch_size=2, vocoder_clips=2, vocoder_segment_frames=32,
+                            vocoder_init=str(tmp_path / "init.safetensors"), vocoder_condition=True)
+    with pytest.raises(FileNotFoundError, match="event detector"):
+        stage_vocoder(tmp_path, cfg)
+    EventDetector(DetectorConfig(classes=classes)).save(tmp_path / "detector.safetensors")
+    assert stage_vocoder(tmp_path, cfg)["done"]
+    trained = load_vocoder(tmp_path / "vocoder.safetensors")
+    assert trained.cfg.cond_channels == 3  # P(event) + one hold per class
+    assert trained.conv_cond.weight.abs().sum() > 0  # started at zero, moved by the loss
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cache_train").symlink_to(tmp_path / "cache_train")
+    (other / "detector.safetensors").symlink_to(tmp_path / "detector.safetensors")
+    with pytest.raises(ValueError, match="set vocoder_condition"):
+        stage_vocoder(other, replace(cfg, vocoder_condition=False, vocoder_init=str(tmp_path / "vocoder.safetensors")))
+
+
 def test_the_vocoder_stage_runs_with_vae_reconstructed_inputs(tmp_path) -> None:  # noqa: ANN001
     import torch
     from safetensors.torch import save_file

@@ -6,9 +6,11 @@ import torch
 
 from frieren_rt.windowing import StreamGeometry, euler_sampler, generate_offline
 from tests.windowing.standins import (
+    MELS,
     SR,
     BatchSpy,
     JitteryEventModel,
+    OlaVocoder,
     envelope_onsets,
     make_generator,
     tiny_vector_field,
@@ -231,3 +233,43 @@ def test_a_revised_look_ahead_is_unknown_to_the_next_window_and_replaced_in_the_
         assert unknown_tail == g.hop_latents + 5  # the hop and the provisional look-ahead are generated anew
     with pytest.raises(ValueError, match="exceeds the window"):
         StreamGeometry(hop_s=0.1, window_s=0.2, lookahead_latents=6, revise_lookahead=True)
+
+
+class _ConditionedVocoder(OlaVocoder):
+    """OlaVocoder on the first MELS channels; records the condition channels after them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conditions: list[torch.Tensor] = []
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        self.conditions.append(mel[:, MELS:].clone())
+        return super().forward(mel[:, :MELS])
+
+
+def test_a_conditioned_vocoder_reads_its_condition_on_the_decoded_mel_frames_timeline_times() -> None:
+    g = StreamGeometry(lookahead_latents=1, revise_lookahead=True)
+    times, feats = _event_clip(11.0)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def condition(frame_times: torch.Tensor, features: torch.Tensor, mel_times: torch.Tensor) -> torch.Tensor:
+        seen.append((frame_times, features))
+        return mel_times[None].float()  # (1, M): each frame's own time, to check where it lies
+
+    plain = make_generator(JitteryEventModel(C, jitter=0), channels=C, geometry=g)
+    vocoder = _ConditionedVocoder()
+    gen = make_generator(JitteryEventModel(C, jitter=0), channels=C, geometry=g, vocoder_condition=condition)
+    gen.vocoder = vocoder
+    a, b = plain.new_stream(start_time=10.0), gen.new_stream(start_time=10.0)
+    per_mel = 256 / SR
+    for _ in range(4):
+        expected, _ = plain.step([a], [(times, feats)])
+        audio, _ = gen.step([b], [(times, feats)])
+        assert torch.equal(audio[0], expected[0])  # the condition reaches the vocoder beside the mel, untouched
+        first = (b.emitted_latents - (gen.geometry.context_latents + g.hop_latents + g.lookahead_latents)) * 2
+        got = vocoder.conditions[-1][0, 0].double()
+        want = 10.0 + (torch.arange(first, first + got.shape[0], dtype=torch.float64) + 0.5) * per_mel
+        assert torch.allclose(got, want, atol=1e-5)
+    assert all(ft is times and f is feats for ft, f in seen)  # from the frames the window was conditioned on
+    with pytest.raises(ValueError, match="needs each stream's frames"):
+        gen.decode([b])
