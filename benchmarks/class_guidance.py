@@ -14,10 +14,8 @@ class accuracy of the classifier fitted on true audio.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from condition_probe import generate_and_judge  # benchmarks/condition_probe.py, beside this script
+from condition_probe import sweep_parser, sweep_rows  # benchmarks/condition_probe.py, beside this script
 from torch import nn
 
 
@@ -47,39 +45,20 @@ class ClassContrast(nn.Module):
 
 
 def main() -> None:
-    from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
-    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
-    p.add_argument("--row", action="append", required=True, help="an evaluation row (frieren-rt eval --row)")
-    p.add_argument("--lam", type=float, nargs="+", default=[0.0, 0.5, 2.0], help="class-contrast weights")
-    p.add_argument("--clips", type=int, default=24, help="clips (default 24)")
-    p.add_argument("--split", default="test", choices=sorted(SPLITS), help="world split (default test)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p = sweep_parser(__doc__, "lam", [0.0, 0.5, 2.0], "class-contrast weights")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    tools = eval_tools()
-    clips = split_clips(args.split, args.clips, progress=False)
-    n_events = sum(len(c.events) for c in clips)
-    print(f"{args.split}, {args.clips} clips, {n_events} events")
-    print("| row | lam | flux F1 | learned F1 | false onsets in silence | class acc |\n|---|---|---|---|---|---|")
-    for spec in args.row:
-        row = parse_row(spec)
-        options = row_options(row, row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0,
-                                                                 revise_lookahead=False)))
-        pipe = FoleyPipeline.from_dir(args.weights, options)
+
+    def prepare(pipe):  # noqa: ANN001, ANN202
         if not pipe.model.cfg.event_classes:
             p.error("this model reads no detector class posteriors")
         own = pipe.velocity
-        features = [pipe.frame_features(c.frames) for c in clips]
-        for lam in args.lam:
+
+        def set_lam(lam: float) -> None:
             pipe.velocity = ClassContrast(own, pipe.model, lam, pipe.model.cfg.event_classes)
-            judged = generate_and_judge(pipe, clips, features, tools)  # features computed once per clip
-            f = judged["flux"]
-            print(f"| {spec} | {lam:g} | {f['f1']:.3f} | {judged['learned']['f1']:.3f} | "
-                  f"{f['false_onset_rate_in_silence']:.3f} | {judged['class']:.3f} |", flush=True)
+
+        return set_lam
+
+    sweep_rows(args, "lam", args.lam, prepare)
 
 
 if __name__ == "__main__":

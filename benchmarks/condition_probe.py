@@ -61,6 +61,48 @@ def generate_and_judge(pipe, clips, features: list[torch.Tensor], tools: dict | 
     return out
 
 
+def sweep_parser(doc: str, name: str, values: list[float], help_: str) -> argparse.ArgumentParser:
+    """The arguments of a run-time probe that sweeps one value over evaluation rows (benchmarks/class_guidance.py,
+    benchmarks/noise_scale.py): --weights, --row (repeatable), --NAME values, --clips, --split, --threads."""
+    from frieren_rt.world.config import SPLITS  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--weights", default=None, help="weights folder (default: the shipped weights)")
+    p.add_argument("--row", action="append", required=True, help="an evaluation row (frieren-rt eval --row)")
+    p.add_argument(f"--{name}", type=float, nargs="+", default=values, help=help_)
+    p.add_argument("--clips", type=int, default=24, help="clips (default 24)")
+    p.add_argument("--split", default="test", choices=sorted(SPLITS), help="world split (default test)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    return p
+
+
+def sweep_rows(args: argparse.Namespace, label: str, values: list[float], prepare) -> None:  # noqa: ANN001
+    """For each ``args.row`` and value: ``prepare(pipe)`` (once per row's pipeline) gives a function that sets the
+    value on it; then every clip is generated and judged (generate_and_judge, features computed once per clip), and
+    one line of a markdown table printed per row and value."""
+    from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    tools = eval_tools()
+    clips = split_clips(args.split, args.clips, progress=False)
+    print(f"{args.split}, {args.clips} clips, {sum(len(c.events) for c in clips)} events")
+    print(f"| row | {label} | flux F1 | learned F1 | false onsets in silence | class acc |\n|---|---|---|---|---|---|")
+    for spec in args.row:
+        row = parse_row(spec)
+        options = row_options(row, row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0,
+                                                                 revise_lookahead=False)))
+        pipe = FoleyPipeline.from_dir(args.weights, options)
+        set_value = prepare(pipe)
+        features = [pipe.frame_features(c.frames) for c in clips]
+        for value in values:
+            set_value(value)
+            judged = generate_and_judge(pipe, clips, features, tools)
+            f = judged["flux"]
+            print(f"| {spec} | {value:g} | {f['f1']:.3f} | {judged['learned']['f1']:.3f} | "
+                  f"{f['false_onset_rate_in_silence']:.3f} | {judged['class']:.3f} |", flush=True)
+
+
 def main() -> None:
     from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
     from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
