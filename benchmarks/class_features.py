@@ -26,9 +26,8 @@ import torch
 from tqdm import tqdm
 
 from frieren_rt.eval.classify import event_snippets
-from frieren_rt.eval.runner import (HopGeometry, eval_tools, parse_row, reconstruct, row_geometry,
-                                    split_clips)
-from frieren_rt.pipeline import FoleyPipeline, GenerationOptions
+from frieren_rt.eval.runner import eval_tools, reconstruct, spec_options, split_clips
+from frieren_rt.pipeline import FoleyPipeline
 from frieren_rt.train.stages import load_vae
 from frieren_rt.train.vocoder import load_vocoder
 from frieren_rt.world.config import SPLITS
@@ -88,12 +87,7 @@ def main() -> None:
         paths[f"{what}, true band above {khz}"] = [p[0] + t[1] for p, t in parts]
         paths[f"true audio, {name}'s band above {khz}"] = [t[0] + p[1] for p, t in parts]
     for spec in args.row:
-        row = parse_row(spec)
-        geom = row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0, revise_lookahead=False))
-        pipe = FoleyPipeline.from_dir(args.weights, GenerationOptions(
-            variant=row.variant, steps=row.steps, cfg=row.cfg, vocoder=row.vocoder or "auto",
-            decoder=row.decoder or "auto", hop_s=geom.hop_s, lookahead=geom.lookahead,
-            revise_lookahead=geom.revise_lookahead, lookahead_seam=geom.lookahead_seam))
+        pipe = FoleyPipeline.from_dir(args.weights, spec_options(spec))
         paths[f"generated, {spec}"] = [pipe.generate(c.frames, np.arange(len(c.frames)) / c.fps, c.duration,
                                                      seed=c.seed) for c in tqdm(clips, desc=spec)]
 

@@ -80,8 +80,8 @@ def sweep_rows(args: argparse.Namespace, label: str, values: list[float], prepar
     """For each ``args.row`` and value: ``prepare(pipe)`` (once per row's pipeline) gives a function that sets the
     value on it; then every clip is generated and judged (generate_and_judge, features computed once per clip), and
     one line of a markdown table printed per row and value."""
-    from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
+    from frieren_rt.eval.runner import eval_tools, spec_options, split_clips  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
     tools = eval_tools()
@@ -89,10 +89,7 @@ def sweep_rows(args: argparse.Namespace, label: str, values: list[float], prepar
     print(f"{args.split}, {args.clips} clips, {sum(len(c.events) for c in clips)} events")
     print(f"| row | {label} | flux F1 | learned F1 | false onsets in silence | class acc |\n|---|---|---|---|---|---|")
     for spec in args.row:
-        row = parse_row(spec)
-        options = row_options(row, row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0,
-                                                                 revise_lookahead=False)))
-        pipe = FoleyPipeline.from_dir(args.weights, options)
+        pipe = FoleyPipeline.from_dir(args.weights, spec_options(spec))
         set_value = prepare(pipe)
         features = [pipe.frame_features(c.frames) for c in clips]
         for value in values:
@@ -104,8 +101,8 @@ def sweep_rows(args: argparse.Namespace, label: str, values: list[float], prepar
 
 
 def main() -> None:
-    from frieren_rt.eval.runner import eval_tools, parse_row, row_geometry, row_options, split_clips  # noqa: PLC0415
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions, HopGeometry  # noqa: PLC0415
+    from frieren_rt.eval.runner import eval_tools, spec_options, split_clips  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
     from frieren_rt.world.config import SPLITS  # noqa: PLC0415
     from frieren_rt.world.events import EVENT_CLASSES  # noqa: PLC0415
 
@@ -129,9 +126,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     options = GenerationOptions(variant=args.variant, steps=args.steps, cfg=args.cfg)
     if args.row:
-        row = parse_row(args.row)
-        options = row_options(row, row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0,
-                                                                 revise_lookahead=False)))
+        options = spec_options(args.row)
     pipe = FoleyPipeline.from_dir(args.run, options)
     if not pipe.model.cfg.event_dim:
         p.error(f"{args.run}: this model reads no event-detector features")

@@ -126,12 +126,10 @@ def main() -> None:
 
 def generate(spec: str, weights: str | None, clips: list) -> list[np.ndarray]:
     """Each clip's audio as the row ``spec`` (frieren-rt eval --row) generates it."""
-    from frieren_rt.eval.runner import HopGeometry, parse_row, row_geometry, row_options  # noqa: PLC0415
-    from frieren_rt.pipeline import FoleyPipeline, GenerationOptions  # noqa: PLC0415
+    from frieren_rt.eval.runner import spec_options  # noqa: PLC0415
+    from frieren_rt.pipeline import FoleyPipeline  # noqa: PLC0415
 
-    row = parse_row(spec)
-    pipe = FoleyPipeline.from_dir(weights, row_options(row, row_geometry(row, HopGeometry(
-        hop_s=GenerationOptions.hop_s, lookahead=0, revise_lookahead=False))))
+    pipe = FoleyPipeline.from_dir(weights, spec_options(spec))
     return [pipe.generate(c.frames, np.arange(len(c.frames)) / c.fps, c.duration, seed=c.seed)
             for c in tqdm(clips, desc=spec)]
 

@@ -73,6 +73,15 @@ def row_options(row: EvalRow, geometry: HopGeometry, *, vocoder: str = "auto") -
                              hop_s=geometry.hop_s)
 
 
+def spec_options(spec: str) -> GenerationOptions:
+    """The GenerationOptions of the row ``spec`` (:func:`parse_row`) as ``frieren-rt eval`` runs it by default: its
+    product's geometry, or the evaluation's own (the offline 0.2 s hop, no look-ahead). What the benchmarks' row
+    probes generate with."""
+    row = parse_row(spec)
+    return row_options(row, row_geometry(row, HopGeometry(hop_s=GenerationOptions.hop_s, lookahead=0,
+                                                          revise_lookahead=False)))
+
+
 DEFAULT_ROWS: tuple[EvalRow, ...] = (
     EvalRow("ground truth (ceiling)", None),
     EvalRow("mismatched clip (floor)", "mismatched"),

@@ -26,7 +26,7 @@ from frieren_rt.audio.vae import preset as vae_preset
 from frieren_rt.data import CacheConfig, FeatureCache, build_cache
 from frieren_rt.flow import cfg_velocity, draw_t, euler, interpolate, logit_normal_density, prefix_guidance_scale
 from frieren_rt.model.foley import FoleyConfig, FoleyModel
-from frieren_rt.vision.events import EventDetector, class_traces, feature_posteriors
+from frieren_rt.vision.events import EventDetector, class_traces
 from frieren_rt.vision.motion import motion_dim
 from frieren_rt.train.class_probe import (LatentClassProbe, ProbeConfig, class_loss, detected_onsets, fit_probe,
                                           onset_snippets, window_class_scores)
@@ -1066,19 +1066,16 @@ def clip_conditions(run: Path, cache: FeatureCache, seeds: Sequence[int], mels: 
     """Each cached clip's vocoder condition (C, F) on its mel's frames (frieren_rt.audio.condition.event_condition
     of the detector posteriors its frame features end with), and C. The run's detector.safetensors names the
     classes, as the flow stage's traces read them."""
-    from frieren_rt.audio.condition import condition_channels, event_condition, mel_frame_times  # noqa: PLC0415
+    from frieren_rt.audio.condition import condition_channels, detector_condition, mel_frame_times  # noqa: PLC0415
 
     detector = run / "detector.safetensors"
     if not detector.is_file():
         raise FileNotFoundError(f"vocoder_condition needs the run's event detector ({detector}): its cache's frame "
                                 "features must carry the detector's posteriors ('frieren-rt train detector', then cache)")
     k = len(EventDetector.from_pretrained(detector).cfg.classes)
-    out = []
-    for seed, mel in zip(seeds, mels, strict=True):
-        rec = cache[seed]
-        posteriors = feature_posteriors(rec.motion, k)  # (S, K + 1): the cache's motion block ends with them
-        out.append(event_condition(posteriors, rec.frame_ts, mel_frame_times(mel.shape[1])))
-    return out, condition_channels(k)
+    condition = detector_condition(k)  # the cache's motion block ends with the posteriors, as the engine's features
+    return ([condition(cache[s].frame_ts, cache[s].motion, mel_frame_times(m.shape[1])) for s, m in
+             zip(seeds, mels, strict=True)], condition_channels(k))
 
 
 @torch.no_grad()

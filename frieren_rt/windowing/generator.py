@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from frieren_rt.audio.condition import mel_frame_times
 from frieren_rt.model.timing import latent_times
 from frieren_rt.windowing.conditioning import window_conditioning
 from frieren_rt.windowing.crossfade import crossfade
@@ -219,8 +220,6 @@ class WindowedGenerator:
         """(B, C, frames): ``vocoder_condition`` of each stream's frames on the timeline times of the decoded mel
         frames, which begin with latent ``emitted - latents`` (mel frame j of the timeline is centred at
         (j + 1/2) hop after the stream's start, as the cached mels the vocoder trained on are)."""
-        from frieren_rt.audio.condition import mel_frame_times  # noqa: PLC0415
-
         assert self.vocoder_condition is not None
         if conditions is None or len(conditions) != len(states):
             raise ValueError("this vocoder reads the picture's events: decode needs each stream's frames")

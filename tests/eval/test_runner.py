@@ -144,3 +144,14 @@ def test_the_audio_stack_rows_hand_a_conditioned_vocoder_the_clips_events_on_eve
 
     reconstruct(np.random.default_rng(0).standard_normal(2 * 22050).astype(np.float32) * 0.1, Spy(), None, cond)
     assert seen[0].shape[1] == 80 + 4 and torch.equal(seen[0][0, 80:], cond[:, : seen[0].shape[-1]])
+
+
+def test_a_spec_runs_at_its_products_geometry_or_the_evaluations_own():
+    from frieren_rt.eval.runner import parse_row, row_options, spec_options
+    from frieren_rt.pipeline import GENERATE_GEOMETRY, GenerationOptions
+
+    spec = "distill:1@student/offline#generate"
+    assert spec_options(spec) == row_options(parse_row(spec), GENERATE_GEOMETRY)
+    plain = spec_options("base:25:3")
+    assert (plain.variant, plain.steps, plain.cfg) == ("base", 25, 3.0)
+    assert (plain.hop_s, plain.lookahead, plain.revise_lookahead) == (GenerationOptions.hop_s, 0, False)
